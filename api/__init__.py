@@ -1,0 +1,1 @@
+"""agenttrail.api"""

@@ -1,0 +1,68 @@
+"""How a run row is derived from its steps — in ClickHouse, so it is one statement per commit.
+
+The writer re-runs this for every run a commit touched.  Because it recomputes from the
+stored steps (not by adding deltas), the run row is the same whatever order its spans came
+in, and a duplicate span (already filtered by identity) can never be counted twice.
+
+Rules (see README "Runs"):
+* the root span (no parent) gives status, timing, service and agent name;
+* no root yet: status ``in_progress``, ``root_missing = 1``, timing from the steps seen;
+* tokens and cost are summed over ``llm`` steps only — agent spans often repeat
+  aggregated usage, and counting them too would double the total;
+* ``cost_usd`` is NULL when the run has llm steps and none of them could be priced.
+"""
+
+# (run column, aggregate over its steps).  Aliases are prefixed ``r_`` so that none shadows
+# a steps column of the same name inside another aggregate.
+_ROOT = "parent_step_id = ''"
+RUN_AGGREGATES: tuple[tuple[str, str], ...] = (
+    ("project_id", "project_id"),
+    ("run_id", "run_id"),
+    ("has_root", f"countIf({_ROOT}) > 0"),
+    ("service_name", f"if(r_has_root, anyIf(service_name, {_ROOT}), any(service_name))"),
+    ("agent_name", f"multiIf(r_has_root AND anyIf(agent_name, {_ROOT}) != '', anyIf(agent_name, {_ROOT}), "
+                   f"countIf(agent_name != '') > 0, argMinIf(agent_name, start_time, agent_name != ''), "
+                   f"anyIf(name, {_ROOT}))"),
+    ("session_id", "argMinIf(session_id, start_time, session_id != '')"),
+    ("user_id", "argMinIf(user_id, start_time, user_id != '')"),
+    ("environment", "toString(argMinIf(environment, start_time, environment != ''))"),
+    ("root_name", f"anyIf(name, {_ROOT})"),
+    ("status", f"multiIf(NOT r_has_root, 'in_progress', anyIf(status, {_ROOT}) = 'error', 'error', 'ok')"),
+    ("status_message", f"anyIf(status_message, {_ROOT})"),
+    ("started_at", f"if(r_has_root, anyIf(start_time, {_ROOT}), min(start_time))"),
+    ("ended_at", f"if(r_has_root, anyIf(end_time, {_ROOT}), max(end_time))"),
+    ("duration_ms", "greatest(toInt64(toUnixTimestamp64Nano(r_ended_at)) - toInt64(toUnixTimestamp64Nano(r_started_at)), 0) / 1e6"),
+    ("step_count", "count()"),
+    ("llm_calls", "countIf(kind = 'llm')"),
+    ("tool_calls", "countIf(kind = 'tool')"),
+    ("error_count", "countIf(status = 'error')"),
+    ("input_tokens", "sumIf(input_tokens, kind = 'llm')"),
+    ("output_tokens", "sumIf(output_tokens, kind = 'llm')"),
+    ("cache_read_tokens", "sumIf(cache_read_tokens, kind = 'llm')"),
+    ("reasoning_tokens", "sumIf(reasoning_tokens, kind = 'llm')"),
+    ("total_tokens", "sumIf(total_tokens, kind = 'llm')"),
+    ("unpriced_llm_calls", "countIf(kind = 'llm' AND cost_usd IS NULL)"),
+    ("cost_usd", "if(r_llm_calls > 0 AND r_unpriced_llm_calls = r_llm_calls, NULL, "
+                 "sumIf(assumeNotNull(cost_usd), kind = 'llm' AND cost_usd IS NOT NULL))"),
+    ("root_missing", "NOT r_has_root"),
+    ("orphan_count", "length(arrayFilter(p -> p != '' AND NOT has(groupArray(step_id), p), groupArray(parent_step_id)))"),
+    ("tools", "arraySort(groupUniqArrayIf(tool_name, tool_name != ''))"),
+    ("models", "arraySort(groupUniqArrayIf(toString(model), model != ''))"),
+    ("first_seen_at", "min(ingested_at)"),
+    ("last_span_at", "max(ingested_at)"),
+)
+
+RUN_COLUMNS: tuple[str, ...] = tuple(name for name, _ in RUN_AGGREGATES if name != "has_root")
+
+RUN_AGGREGATES_SQL = ",\n    ".join(f"{expr} AS r_{name}" for name, expr in RUN_AGGREGATES)
+"""The select list that turns a group of steps into run columns (aliases ``r_<column>``)."""
+
+RECOMPUTE_RUNS_SQL = f"""
+INSERT INTO runs ({", ".join(RUN_COLUMNS)}, version)
+SELECT {", ".join("r_" + name for name in RUN_COLUMNS)}, {{version:UInt64}}
+FROM (
+    SELECT {RUN_AGGREGATES_SQL}
+    FROM steps FINAL
+    WHERE project_id IN {{projects:Array(String)}} AND run_id IN {{runs:Array(String)}}
+    GROUP BY project_id, run_id
+)"""

@@ -1,0 +1,232 @@
+"""Versioned DDL for agenttrail's ClickHouse tables.
+
+Each migration is a list of statements rendered from :class:`SchemaOptions`, so the same
+definitions serve the embedded engine, a single server and (with ``cluster``) a cluster.
+Applied versions are recorded in ``schema_migrations``; :func:`migrate` runs the missing ones
+in order at start-up.
+
+Table design (why the keys are what they are):
+
+* ``steps`` — one row per span.  ``ORDER BY (project_id, run_id, step_id)`` makes "all steps
+  of one run" a primary-key range read and is the replacing key that collapses a span
+  delivered twice.  Daily partitions on the span's start time drop cleanly with the TTL.
+* ``runs`` — one row per trace, recomputed from ``steps`` by the writer after every commit,
+  so it is right whatever order spans arrive in.  ``ReplacingMergeTree(version)`` keeps the
+  newest recomputation; readers use ``FINAL``.  A minmax index on ``started_at`` lets time
+  windows skip granules.
+* ``otel_traces`` — a view over ``steps`` with the OpenTelemetry Collector ClickHouse
+  exporter's column names, so Grafana's ClickHouse plugin trace mode reads agenttrail data.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Callable
+
+_IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
+
+
+class SchemaError(ValueError):
+    """A schema option (database or cluster name, TTL) is not acceptable."""
+
+
+@dataclass(frozen=True)
+class SchemaOptions:
+    """What the DDL depends on.
+
+    ``database`` and ``cluster`` are identifiers: they cannot be bound parameters in DDL, so
+    they are validated against a strict pattern instead.  ``ttl_days`` of 0 keeps data forever.
+    """
+
+    database: str = "agenttrail"
+    cluster: str | None = None
+    ttl_days: int = 0
+
+    def __post_init__(self) -> None:
+        for label, value in (("database", self.database), ("cluster", self.cluster)):
+            if value is not None and not _IDENTIFIER.match(value):
+                raise SchemaError(f"{label} name {value!r} must match {_IDENTIFIER.pattern}")
+        if not isinstance(self.ttl_days, int) or self.ttl_days < 0:
+            raise SchemaError(f"ttl_days must be a non-negative integer, not {self.ttl_days!r}")
+
+    @property
+    def on_cluster(self) -> str:
+        """The ``ON CLUSTER`` clause, empty outside cluster mode."""
+        return f" ON CLUSTER {self.cluster}" if self.cluster else ""
+
+    def engine(self, name: str, *args: str) -> str:
+        """A MergeTree-family engine clause, replicated in cluster mode."""
+        if self.cluster:
+            zk = ["'/clickhouse/tables/{shard}/{database}/{table}'", "'{replica}'"]
+            return f"Replicated{name}({', '.join(zk + list(args))})"
+        return f"{name}({', '.join(args)})"
+
+    def ttl(self, column: str) -> str:
+        """A TTL clause on ``column``, empty when data is kept forever."""
+        if not self.ttl_days:
+            return ""
+        return f"\nTTL toDateTime({column}) + INTERVAL {int(self.ttl_days)} DAY"
+
+
+STEP_COLUMNS_DDL = """
+    project_id            LowCardinality(String),
+    run_id                String,
+    step_id               String,
+    parent_step_id        String,
+    trace_state           String,
+    name                  String,
+    kind                  LowCardinality(String),
+    span_kind             LowCardinality(String),
+    operation             LowCardinality(String),
+    service_name          LowCardinality(String),
+    scope_name            LowCardinality(String),
+    scope_version         LowCardinality(String),
+    agent_name            String,
+    session_id            String,
+    user_id               String,
+    environment           LowCardinality(String),
+    tool_name             String,
+    tool_call_id          String,
+    tool_arguments        String,
+    model                 LowCardinality(String),
+    provider              LowCardinality(String),
+    status                LowCardinality(String),
+    status_message        String,
+    error_type            String,
+    start_time            DateTime64(9, 'UTC'),
+    end_time              DateTime64(9, 'UTC'),
+    duration_ns           UInt64,
+    input_tokens          UInt64,
+    output_tokens         UInt64,
+    cache_read_tokens     UInt64,
+    cache_creation_tokens UInt64,
+    reasoning_tokens      UInt64,
+    total_tokens          UInt64,
+    cost_usd              Nullable(Float64),
+    cost_source           LowCardinality(String),
+    finish_reasons        Array(String),
+    unmapped_usage        Map(String, String),
+    attributes            Map(LowCardinality(String), String),
+    resource_attributes   Map(LowCardinality(String), String),
+    events                Nested(time DateTime64(9, 'UTC'), name LowCardinality(String),
+                                 attributes Map(LowCardinality(String), String)),
+    links                 Nested(trace_id String, span_id String, trace_state String,
+                                 attributes Map(LowCardinality(String), String)),
+    truncated             UInt8,
+    ingested_at           DateTime64(3, 'UTC')"""
+
+
+def _v1_core(o: SchemaOptions) -> list[str]:
+    db = o.database
+    return [
+        f"""CREATE TABLE IF NOT EXISTS {db}.steps{o.on_cluster} ({STEP_COLUMNS_DDL},
+    INDEX idx_run_id run_id TYPE bloom_filter(0.01) GRANULARITY 4,
+    INDEX idx_tool tool_name TYPE bloom_filter(0.01) GRANULARITY 4
+) ENGINE = {o.engine("ReplacingMergeTree")}
+PARTITION BY toDate(start_time)
+ORDER BY (project_id, run_id, step_id){o.ttl("start_time")}
+SETTINGS ttl_only_drop_parts = 1""",
+        f"""CREATE TABLE IF NOT EXISTS {db}.runs{o.on_cluster} (
+    project_id        LowCardinality(String),
+    run_id            String,
+    service_name      LowCardinality(String),
+    agent_name        String,
+    session_id        String,
+    user_id           String,
+    environment       LowCardinality(String),
+    root_name         String,
+    status            LowCardinality(String),
+    status_message    String,
+    started_at        DateTime64(9, 'UTC'),
+    ended_at          DateTime64(9, 'UTC'),
+    duration_ms       Float64,
+    step_count        UInt64,
+    llm_calls         UInt64,
+    tool_calls        UInt64,
+    error_count       UInt64,
+    input_tokens      UInt64,
+    output_tokens     UInt64,
+    cache_read_tokens UInt64,
+    reasoning_tokens  UInt64,
+    total_tokens      UInt64,
+    cost_usd          Nullable(Float64),
+    unpriced_llm_calls UInt64,
+    root_missing      UInt8,
+    orphan_count      UInt64,
+    tools             Array(String),
+    models            Array(String),
+    first_seen_at     DateTime64(3, 'UTC'),
+    last_span_at      DateTime64(3, 'UTC'),
+    version           UInt64,
+    INDEX idx_started started_at TYPE minmax GRANULARITY 1,
+    INDEX idx_run_id run_id TYPE bloom_filter(0.01) GRANULARITY 1
+) ENGINE = {o.engine("ReplacingMergeTree", "version")}
+ORDER BY (project_id, run_id){o.ttl("started_at")}""",
+        f"""CREATE VIEW IF NOT EXISTS {db}.otel_traces{o.on_cluster} AS
+SELECT
+    start_time                      AS Timestamp,
+    run_id                          AS TraceId,
+    step_id                         AS SpanId,
+    parent_step_id                  AS ParentSpanId,
+    trace_state                     AS TraceState,
+    name                            AS SpanName,
+    span_kind                       AS SpanKind,
+    service_name                    AS ServiceName,
+    resource_attributes             AS ResourceAttributes,
+    scope_name                      AS ScopeName,
+    scope_version                   AS ScopeVersion,
+    attributes                      AS SpanAttributes,
+    duration_ns                     AS Duration,
+    multiIf(status = 'error', 'Error', status = 'ok', 'Ok', 'Unset') AS StatusCode,
+    status_message                  AS StatusMessage,
+    events.time                     AS `Events.Timestamp`,
+    events.name                     AS `Events.Name`,
+    events.attributes               AS `Events.Attributes`,
+    links.trace_id                  AS `Links.TraceId`,
+    links.span_id                   AS `Links.SpanId`,
+    links.trace_state               AS `Links.TraceState`,
+    links.attributes                AS `Links.Attributes`,
+    project_id                      AS ProjectId,
+    kind                            AS StepKind
+FROM {db}.steps""",
+    ]
+
+
+# Ordered, append-only: never edit a released migration, add a new one.
+MIGRATIONS: list[tuple[int, str, Callable[[SchemaOptions], list[str]]]] = [
+    (1, "steps, runs and the otel_traces view", _v1_core),
+]
+
+
+def bootstrap_statements(o: SchemaOptions) -> list[str]:
+    """The statements that must exist before migrations can be tracked."""
+    return [
+        f"CREATE DATABASE IF NOT EXISTS {o.database}{o.on_cluster}",
+        f"""CREATE TABLE IF NOT EXISTS {o.database}.schema_migrations{o.on_cluster} (
+    version UInt32, description String, applied_at DateTime64(3, 'UTC') DEFAULT now64(3)
+) ENGINE = {o.engine("ReplacingMergeTree")} ORDER BY version""",
+    ]
+
+
+def migrate(client, options: SchemaOptions) -> list[int]:
+    """Apply every migration not yet recorded; return the versions applied now."""
+    for statement in bootstrap_statements(options):
+        client.command(statement)
+    done = {
+        row[0]
+        for row in client.query(f"SELECT version FROM {options.database}.schema_migrations").result_rows
+    }
+    applied = []
+    for version, description, build in MIGRATIONS:
+        if version in done:
+            continue
+        for statement in build(options):
+            client.command(statement)
+        client.insert(
+            f"{options.database}.schema_migrations",
+            [[version, description]],
+            column_names=["version", "description"],
+        )
+        applied.append(version)
+    return applied

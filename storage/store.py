@@ -1,0 +1,91 @@
+"""The storage facade: one object that owns the connection settings, the schema and the writer.
+
+Everything above storage (receiver, API, validator, CLI) talks to a :class:`Store`; none of
+them builds a ClickHouse client or knows which engine is behind it.
+"""
+
+from __future__ import annotations
+
+import threading
+
+from .client import StorageTarget, open_client, resolve_target
+from .errors import StorageUnavailable
+from .schema import SchemaOptions, migrate
+from .writer import BatchWriter
+
+
+class Store:
+    """A migrated agenttrail database plus its writer.
+
+    Reads go through :meth:`query` / :meth:`command`, which use one client per thread (chDB
+    clients keep their current database per handle, and HTTP clients are cheap to keep).
+    """
+
+    def __init__(self, target: StorageTarget, options: SchemaOptions, *,
+                 max_pending_spans: int = 200_000, max_group_spans: int = 50_000):
+        self.target = target
+        self.options = options
+        self._local = threading.local()
+        migrate(self.client(), options)
+        self.writer = BatchWriter(
+            lambda: open_client(target),
+            max_pending_spans=max_pending_spans,
+            max_group_spans=max_group_spans,
+        ).start()
+
+    @classmethod
+    def open(cls, dsn: str, database: str | None = None, *, ttl_days: int = 0,
+             cluster: str | None = None, **writer_options) -> "Store":
+        """Open (and migrate) the store at ``dsn``."""
+        target = resolve_target(dsn, database)
+        options = SchemaOptions(database=target.database, cluster=cluster, ttl_days=ttl_days)
+        return cls(target, options, **writer_options)
+
+    @property
+    def database(self) -> str:
+        """The ClickHouse database holding agenttrail's tables."""
+        return self.target.database
+
+    def client(self):
+        """This thread's ClickHouse client."""
+        client = getattr(self._local, "client", None)
+        if client is None:
+            client = self._local.client = open_client(self.target)
+        return client
+
+    def query(self, sql: str, parameters: dict | None = None, **kwargs):
+        """Run a SELECT with bound ``{name:Type}`` parameters; returns a clickhouse-connect result."""
+        try:
+            return self.client().query(sql, parameters=parameters or {}, **kwargs)
+        except Exception as exc:
+            self._local.client = None
+            if _is_connection_error(exc):
+                raise StorageUnavailable(f"storage unreachable: {exc}") from exc
+            raise
+
+    def command(self, sql: str, parameters: dict | None = None):
+        """Run a statement that returns no rows."""
+        try:
+            return self.client().command(sql, parameters=parameters or {})
+        except Exception as exc:
+            self._local.client = None
+            if _is_connection_error(exc):
+                raise StorageUnavailable(f"storage unreachable: {exc}") from exc
+            raise
+
+    def ping(self) -> bool:
+        """True when the store answers a trivial query."""
+        try:
+            return self.query("SELECT 1").result_rows == [(1,)]
+        except Exception:
+            return False
+
+    def close(self) -> None:
+        """Flush the writer and stop it."""
+        self.writer.close()
+
+
+def _is_connection_error(exc: Exception) -> bool:
+    from clickhouse_connect.driver.exceptions import OperationalError
+
+    return isinstance(exc, (OperationalError, ConnectionError, OSError))

@@ -1,0 +1,169 @@
+"""Group-committing writer: batches from concurrent requests become one ClickHouse insert.
+
+A producer calls :meth:`BatchWriter.submit` and waits on the returned future; the future
+resolves only after the steps are inserted and their runs recomputed, so a receiver that
+acknowledges on completion never acknowledges data that is not stored.  When too many spans
+are already waiting, ``submit`` raises :class:`Overloaded` at once (memory stays bounded);
+when a commit fails, every future in it gets :class:`StorageUnavailable` and nothing is
+half-acknowledged — a client retry is deduplicated by span identity.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from concurrent.futures import Future
+
+from .errors import Overloaded, StorageUnavailable
+from .model import STEP_COLUMN_NAMES, StepBatch, WriteResult
+from .runs_sql import RECOMPUTE_RUNS_SQL
+
+log = logging.getLogger(__name__)
+
+
+class BatchWriter:
+    """One background thread that commits queued step batches in groups.
+
+    ``max_pending_spans`` bounds memory; ``max_group_spans`` bounds one insert; ``linger``
+    is how long the thread waits for more work to join a group once it has some.
+    """
+
+    def __init__(self, client_factory, *, max_pending_spans: int = 200_000,
+                 max_group_spans: int = 50_000, linger: float = 0.005):
+        self._client_factory = client_factory
+        self._client = None
+        self.max_pending_spans = max_pending_spans
+        self.max_group_spans = max_group_spans
+        self.linger = linger
+        self._queue: list[tuple[StepBatch, Future]] = []
+        self._pending_spans = 0
+        self._cond = threading.Condition()
+        self._closed = False
+        self._last_version = 0
+        self._thread = threading.Thread(target=self._run, name="agenttrail-writer", daemon=True)
+        self.stats = {"commits": 0, "spans_written": 0, "duplicates": 0, "failures": 0, "rejected": 0}
+
+    def start(self) -> "BatchWriter":
+        """Start the commit thread."""
+        self._thread.start()
+        return self
+
+    @property
+    def pending_spans(self) -> int:
+        """Spans accepted into the queue and not yet committed."""
+        return self._pending_spans
+
+    def submit(self, batch: StepBatch) -> Future:
+        """Queue ``batch``; the future resolves to a :class:`WriteResult` once it is stored."""
+        future: Future = Future()
+        if not len(batch):
+            future.set_result(WriteResult(accepted=0))
+            return future
+        with self._cond:
+            if self._closed:
+                raise StorageUnavailable("the writer is shutting down", retry_after=5)
+            if self._pending_spans + len(batch) > self.max_pending_spans and self._queue:
+                self.stats["rejected"] += len(batch)
+                raise Overloaded(
+                    f"{self._pending_spans} spans are waiting to be written", retry_after=1
+                )
+            self._queue.append((batch, future))
+            self._pending_spans += len(batch)
+            self._cond.notify()
+        return future
+
+    def write(self, batch: StepBatch, timeout: float | None = None) -> WriteResult:
+        """Submit and wait: the synchronous form for scripts, tests and the event API."""
+        return self.submit(batch).result(timeout)
+
+    def close(self, timeout: float = 30.0) -> None:
+        """Commit what is queued, then stop the thread."""
+        with self._cond:
+            self._closed = True
+            self._cond.notify()
+        if self._thread.is_alive():
+            self._thread.join(timeout)
+
+    # -- the commit thread -------------------------------------------------------------------
+
+    def _take_group(self) -> list[tuple[StepBatch, Future]]:
+        with self._cond:
+            while not self._queue and not self._closed:
+                self._cond.wait()
+            if not self._queue:
+                return []
+        if self.linger:
+            time.sleep(self.linger)  # let concurrent requests join this commit
+        with self._cond:
+            group, size = [], 0
+            while self._queue and (not group or size + len(self._queue[0][0]) <= self.max_group_spans):
+                item = self._queue.pop(0)
+                group.append(item)
+                size += len(item[0])
+            return group
+
+    def _run(self) -> None:
+        while True:
+            group = self._take_group()
+            if not group:
+                return
+            spans = sum(len(b) for b, _ in group)
+            try:
+                results = self._commit([b for b, _ in group])
+            except Exception as exc:  # any failure: nothing in this group is acknowledged
+                log.warning("commit of %d spans failed: %s", spans, exc)
+                self.stats["failures"] += 1
+                self._client = None  # reconnect next time
+                error = StorageUnavailable(f"storage write failed: {exc}", retry_after=2)
+                for _, future in group:
+                    future.set_exception(error)
+            else:
+                for (_, future), result in zip(group, results):
+                    future.set_result(result)
+            finally:
+                with self._cond:
+                    self._pending_spans -= spans
+
+    def _next_version(self) -> int:
+        self._last_version = max(time.time_ns(), self._last_version + 1)
+        return self._last_version
+
+    def _commit(self, batches: list[StepBatch]) -> list[WriteResult]:
+        if self._client is None:
+            self._client = self._client_factory()
+        client = self._client
+        touched = set().union(*(b.runs() for b in batches))
+        projects = sorted({p for p, _ in touched})
+        run_ids = sorted({r for _, r in touched})
+        stored = {
+            tuple(row)
+            for row in client.query(
+                "SELECT project_id, run_id, step_id FROM steps "
+                "WHERE project_id IN {projects:Array(String)} AND run_id IN {runs:Array(String)}",
+                parameters={"projects": projects, "runs": run_ids},
+            ).result_rows
+        }
+        merged, results, seen = StepBatch(), [], stored
+        for batch in batches:
+            keep = []
+            for i, key in enumerate(batch.keys()):
+                if key not in seen:
+                    seen.add(key)
+                    keep.append(i)
+            merged.extend(batch.select(keep) if len(keep) < len(batch) else batch)
+            results.append(WriteResult(accepted=len(batch), duplicates=len(batch) - len(keep)))
+        if len(merged):
+            ingested = time.time_ns() // 1_000_000
+            data = [merged.columns[name] for name in STEP_COLUMN_NAMES]
+            data.append([ingested] * len(merged))
+            client.insert("steps", data, column_names=[*STEP_COLUMN_NAMES, "ingested_at"],
+                          column_oriented=True)
+        client.command(
+            RECOMPUTE_RUNS_SQL,
+            parameters={"projects": projects, "runs": run_ids, "version": self._next_version()},
+        )
+        self.stats["commits"] += 1
+        self.stats["spans_written"] += len(merged)
+        self.stats["duplicates"] += sum(r.duplicates for r in results)
+        return results

@@ -1,0 +1,43 @@
+"""Shared fixtures.
+
+chDB binds one data path per process, so the whole session shares one embedded engine and
+each test gets its own database.  Set AGENTTRAIL_TEST_CLICKHOUSE_URL (e.g.
+http://default:@localhost:8123) to run the same tests against a ClickHouse server.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import re
+
+import pytest
+
+from agenttrail.storage import Store
+
+_counter = itertools.count()
+
+
+@pytest.fixture(scope="session")
+def storage_dsn(tmp_path_factory) -> str:
+    """The DSN every test's store uses: a ClickHouse server if configured, else embedded chDB."""
+    url = os.environ.get("AGENTTRAIL_TEST_CLICKHOUSE_URL")
+    if url:
+        return url
+    return "chdb://" + str(tmp_path_factory.mktemp("chdb"))
+
+
+@pytest.fixture
+def database(request) -> str:
+    """A database name unique to this test."""
+    stem = re.sub(r"[^A-Za-z0-9_]", "_", request.node.name)[:40]
+    return f"t{os.getpid()}_{next(_counter)}_{stem}"
+
+
+@pytest.fixture
+def store(storage_dsn, database):
+    """A migrated store in a fresh database, dropped after the test."""
+    s = Store.open(storage_dsn, database)
+    yield s
+    s.close()
+    s.command(f"DROP DATABASE IF EXISTS {database}")
