@@ -16,6 +16,10 @@ Table design (why the keys are what they are):
   windows skip granules.
 * ``otel_traces`` — a view over ``steps`` with the OpenTelemetry Collector ClickHouse
   exporter's column names, so Grafana's ClickHouse plugin trace mode reads agenttrail data.
+
+Cluster mode (``cluster`` set): every DDL carries ``ON CLUSTER``, engines are ``Replicated*``,
+and :func:`rendered` turns each table into ``<name>_local`` plus a ``Distributed`` ``<name>``
+sharded by ``cityHash64(run_id)``, so all other code keeps the table names above.
 """
 
 from __future__ import annotations
@@ -23,6 +27,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from typing import Callable
+
+from .cluster import distribute
 
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
 
@@ -209,9 +215,24 @@ def bootstrap_statements(o: SchemaOptions) -> list[str]:
     ]
 
 
+def rendered(statements: list[str], o: SchemaOptions) -> list[str]:
+    """Statements as they run: unchanged, or in cluster mode each table split into a replicated
+    ``<name>_local`` and a Distributed ``<name>`` (see :mod:`agenttrail.storage.cluster`)."""
+    if not o.cluster:
+        return statements
+    return [part for statement in statements for part in distribute(statement, o.cluster)]
+
+
+def schema_statements(o: SchemaOptions) -> list[tuple[int, list[str]]]:
+    """Every statement :func:`migrate` would run on an empty database, by version (0 = bootstrap)."""
+    return [(0, rendered(bootstrap_statements(o), o))] + [
+        (version, rendered(build(o), o)) for version, _, build in MIGRATIONS
+    ]
+
+
 def migrate(client, options: SchemaOptions) -> list[int]:
     """Apply every migration not yet recorded; return the versions applied now."""
-    for statement in bootstrap_statements(options):
+    for statement in rendered(bootstrap_statements(options), options):
         client.command(statement)
     done = {
         row[0]
@@ -221,7 +242,7 @@ def migrate(client, options: SchemaOptions) -> list[int]:
     for version, description, build in MIGRATIONS:
         if version in done:
             continue
-        for statement in build(options):
+        for statement in rendered(build(options), options):
             client.command(statement)
         client.insert(
             f"{options.database}.schema_migrations",

@@ -74,9 +74,13 @@ class Store:
             raise
 
     def ping(self) -> bool:
-        """True when the store answers a trivial query."""
+        """True when the store answers and agenttrail's tables are there."""
         try:
-            return self.query("SELECT 1").result_rows == [(1,)]
+            rows = self.query(
+                "SELECT count() FROM system.tables WHERE database = {db:String} AND name IN ('steps', 'runs')",
+                {"db": self.database},
+            ).result_rows
+            return rows == [(2,)]
         except Exception:
             return False
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections import deque
 from concurrent.futures import Future
 
 from .errors import Overloaded, StorageUnavailable
@@ -36,7 +37,7 @@ class BatchWriter:
         self.max_pending_spans = max_pending_spans
         self.max_group_spans = max_group_spans
         self.linger = linger
-        self._queue: list[tuple[StepBatch, Future]] = []
+        self._queue: deque[tuple[StepBatch, Future]] = deque()
         self._pending_spans = 0
         self._cond = threading.Condition()
         self._closed = False
@@ -98,16 +99,21 @@ class BatchWriter:
         with self._cond:
             group, size = [], 0
             while self._queue and (not group or size + len(self._queue[0][0]) <= self.max_group_spans):
-                item = self._queue.pop(0)
-                group.append(item)
-                size += len(item[0])
+                batch, future = self._queue.popleft()
+                if future.set_running_or_notify_cancel():
+                    group.append((batch, future))
+                    size += len(batch)
+                else:  # the producer gave up waiting and answered "retry": nothing to acknowledge
+                    self._pending_spans -= len(batch)
             return group
 
     def _run(self) -> None:
         while True:
             group = self._take_group()
             if not group:
-                return
+                if self._closed and not self._queue:
+                    return
+                continue
             spans = sum(len(b) for b, _ in group)
             try:
                 results = self._commit([b for b, _ in group])

@@ -41,3 +41,38 @@ def store(storage_dsn, database):
     yield s
     s.close()
     s.command(f"DROP DATABASE IF EXISTS {database}")
+
+
+@pytest.fixture
+def make_server(storage_dsn, database):
+    """Start an in-process agenttrail server (ephemeral ports) with settings overrides.
+
+    The server uses this test's database; every server started is stopped after the test.
+    """
+    from agenttrail.service.app import Service
+    from agenttrail.service.settings import Settings
+
+    started = []
+
+    def start(**overrides):
+        values = dict(host="127.0.0.1", grpc_port=0, http_port=0, api_port=0,
+                      storage=storage_dsn, database=database)
+        values.update(overrides)
+        service = Service(Settings(**values).validate()).start()
+        started.append(service)
+        return service
+
+    yield start
+    for service in started:
+        service.stop()
+    if started and started[0].store is not None:
+        started[0].store.command(f"DROP DATABASE IF EXISTS {database}")
+
+
+@pytest.fixture
+def server(make_server):
+    """A running agenttrail server with default settings (no API keys).
+
+    Exposes ``grpc_endpoint`` (host:port), ``http_endpoint`` (base URL), ``api_url`` and ``store``.
+    """
+    return make_server()

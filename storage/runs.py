@@ -1,0 +1,80 @@
+"""Reading runs and their steps.
+
+Callers pass the projects the caller may see (``None`` = all); a run in another project is
+simply not found, so the API can answer 404 without revealing it exists.
+"""
+
+from __future__ import annotations
+
+from .runs_sql import RUN_COLUMNS
+
+RUN_FIELDS = tuple(c for c in RUN_COLUMNS)
+
+STEP_FIELDS = (
+    "step_id", "parent_step_id", "name", "kind", "operation", "span_kind", "service_name",
+    "agent_name", "tool_name", "tool_call_id", "tool_arguments", "model", "provider", "status",
+    "status_message", "error_type", "start_time", "end_time", "duration_ns", "input_tokens",
+    "output_tokens", "cache_read_tokens", "cache_creation_tokens", "reasoning_tokens",
+    "total_tokens", "cost_usd", "cost_source", "finish_reasons", "unmapped_usage", "attributes",
+    "events.time", "events.name", "events.attributes", "truncated",
+)
+
+
+def _project_clause(projects) -> tuple[str, dict]:
+    if projects is None:
+        return "", {}
+    return " AND project_id IN {projects:Array(String)}", {"projects": sorted(projects)}
+
+
+def get_run(store, run_id: str, projects=None) -> dict | None:
+    """The run row for ``run_id`` (normalised hex) or None when absent or not visible."""
+    clause, params = _project_clause(projects)
+    result = store.query(
+        f"SELECT {', '.join(RUN_FIELDS)} FROM runs FINAL WHERE run_id = {{run_id:String}}{clause} "
+        "ORDER BY last_span_at DESC LIMIT 1",
+        parameters={"run_id": run_id, **params},
+    )
+    rows = result.named_results()
+    return next(iter(rows), None)
+
+
+def get_steps(store, project_id: str, run_id: str) -> list[dict]:
+    """Every step of a run, in execution order, with ``index`` and tree ``depth`` added.
+
+    Order: start time, then depth (parent before child), then span id — the same however
+    the spans arrived.  Depth counts ancestors present in the run (an orphan's subtree starts at 0).
+    """
+    result = store.query(
+        f"SELECT {', '.join('`' + f + '`' for f in STEP_FIELDS)} FROM steps FINAL "
+        "WHERE project_id = {project:String} AND run_id = {run_id:String} "
+        "ORDER BY start_time, step_id",
+        parameters={"project": project_id, "run_id": run_id},
+    )
+    steps = list(result.named_results())
+    depths = step_depths({s["step_id"]: s["parent_step_id"] for s in steps})
+    for step in steps:
+        step["depth"] = depths[step["step_id"]]
+    steps.sort(key=lambda s: (s["start_time"], s["depth"], s["step_id"]))
+    for index, step in enumerate(steps):
+        step["index"] = index
+    return steps
+
+
+def step_depths(parents: dict[str, str]) -> dict[str, int]:
+    """Depth of every step given ``step_id -> parent_step_id``; cycles and gaps end a chain."""
+    depths: dict[str, int] = {}
+    for start in parents:
+        path, current = [], start
+        while current not in depths:
+            path.append(current)
+            parent = parents[current]
+            if parent not in parents or parent in path:
+                depths[current] = 0
+                path.pop()
+                break
+            current = parent
+        depth = depths[current]
+        for node in reversed(path):
+            depth += 1
+            depths[node] = depth
+    return depths

@@ -1,0 +1,116 @@
+"""The storage writer on the real engine: dedup, arrival order, backpressure, failures."""
+
+from __future__ import annotations
+
+import itertools
+import random
+
+import pytest
+
+from agenttrail.storage import Overloaded, StepBatch, StorageUnavailable
+from agenttrail.storage.runs import get_run, get_steps
+from agenttrail.storage.writer import BatchWriter
+
+RUN = "ab" * 16
+T0 = 1_700_000_000_000_000_000
+
+
+def step(step_id: str, parent: str = "", **values) -> dict:
+    base = dict(project_id="p", run_id=RUN, step_id=step_id * 16, parent_step_id=parent * 16 if parent else "",
+                name=f"step {step_id}", start_time=T0 + int(step_id, 16) * 1000, end_time=T0 + 10**9)
+    base.update(values)
+    return base
+
+
+STEPS = [
+    step("1", kind="agent", agent_name="support", input_tokens=999),  # agent usage must not count
+    step("2", "1", kind="llm", input_tokens=100, output_tokens=10, total_tokens=110, cost_usd=0.01, model="m1"),
+    step("3", "1", kind="tool", tool_name="search", status="error"),
+    step("4", "3", kind="llm", input_tokens=5, output_tokens=5, total_tokens=10, cost_usd=None, model="m2"),
+    step("5", "1", kind="retrieval"),
+]
+
+
+def batch_of(steps) -> StepBatch:
+    b = StepBatch()
+    for s in steps:
+        b.append(**s)
+    return b
+
+
+def run_row(store):
+    row = get_run(store, RUN)
+    return {k: row[k] for k in ("status", "step_count", "llm_calls", "tool_calls", "error_count", "input_tokens",
+                                "output_tokens", "total_tokens", "cost_usd", "unpriced_llm_calls", "root_missing",
+                                "orphan_count", "agent_name", "tools", "models", "duration_ms")}
+
+
+def test_run_totals_from_llm_steps_only(store):
+    store.writer.write(batch_of(STEPS))
+    assert run_row(store) == {
+        "status": "ok", "step_count": 5, "llm_calls": 2, "tool_calls": 1, "error_count": 1,
+        "input_tokens": 105, "output_tokens": 15, "total_tokens": 120, "cost_usd": 0.01,
+        "unpriced_llm_calls": 1, "root_missing": 0, "orphan_count": 0, "agent_name": "support",
+        "tools": ["search"], "models": ["m1", "m2"], "duration_ms": 999.999,
+    }
+    assert [s["depth"] for s in get_steps(store, "p", RUN)] == [0, 1, 1, 2, 1]
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_every_arrival_order_with_duplicates_gives_the_same_run(store, seed):
+    rng = random.Random(seed)
+    deliveries = STEPS + rng.sample(STEPS, 3)  # client retries resend some spans
+    rng.shuffle(deliveries)
+    cuts = sorted(rng.sample(range(1, len(deliveries)), 3))
+    for lo, hi in itertools.pairwise([0, *cuts, len(deliveries)]):
+        store.writer.write(batch_of(deliveries[lo:hi]))
+    assert run_row(store)["input_tokens"] == 105
+    assert store.query("SELECT count() FROM steps").result_rows == [(5,)]
+    reference_store_row = run_row(store)
+    assert reference_store_row["status"] == "ok" and reference_store_row["step_count"] == 5
+
+
+def test_missing_root_is_in_progress_with_orphans(store):
+    store.writer.write(batch_of(STEPS[1:3]))
+    row = run_row(store)
+    assert (row["status"], row["root_missing"], row["orphan_count"]) == ("in_progress", 1, 2)
+    store.writer.write(batch_of(STEPS[:1]))
+    row = run_row(store)
+    assert (row["status"], row["root_missing"], row["orphan_count"]) == ("ok", 0, 0)
+
+
+def test_error_root_fails_the_run_and_unpriced_run_cost_is_unknown(store):
+    steps = [dict(STEPS[0], status="error", status_message="boom"), dict(STEPS[3], parent_step_id="1" * 16)]
+    store.writer.write(batch_of(steps))
+    row = get_run(store, RUN)
+    assert row["status"] == "error" and row["status_message"] == "boom"
+    assert row["cost_usd"] is None  # its only llm step has no price: unknown, not zero
+
+
+def test_duplicate_within_one_batch_is_written_once(store):
+    result = store.writer.write(batch_of([STEPS[0], STEPS[0]]))
+    assert (result.accepted, result.duplicates) == (2, 1)
+    assert store.query("SELECT count() FROM steps").result_rows == [(1,)]
+
+
+def test_full_queue_refuses_instead_of_buffering(store):
+    writer = BatchWriter(lambda: store.client(), max_pending_spans=3)  # not started: nothing drains
+    first = writer.submit(batch_of(STEPS[:3]))
+    with pytest.raises(Overloaded) as refused:
+        writer.submit(batch_of(STEPS[3:]))
+    assert refused.value.retry_after >= 1 and writer.stats["rejected"] == 2
+    writer.start()
+    assert first.result(30).accepted == 3
+    writer.close()
+
+
+def test_failed_commit_fails_every_waiting_batch_then_recovers(store):
+    store.command("RENAME TABLE steps TO steps_gone")
+    try:
+        with pytest.raises(StorageUnavailable):
+            store.writer.write(batch_of(STEPS), timeout=30)
+    finally:
+        store.command("RENAME TABLE steps_gone TO steps")
+    assert store.query("SELECT count() FROM steps").result_rows == [(0,)]
+    store.writer.write(batch_of(STEPS), timeout=30)
+    assert run_row(store)["step_count"] == 5
