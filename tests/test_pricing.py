@@ -1,0 +1,115 @@
+"""The price table: lookup rules, cost arithmetic, and strict override files."""
+
+from __future__ import annotations
+
+import pytest
+
+from agenttrail.receiver.mapping import MappingOptions
+from agenttrail.receiver.pricing import PriceTable, PriceTableError
+from mapping_helpers import map_one
+
+
+@pytest.fixture(scope="module")
+def table() -> PriceTable:
+    return PriceTable.default()
+
+
+def test_default_table_is_dated_and_sane(table):
+    assert table.as_of >= "2025-01-01"
+    assert len(table.models) > 30
+    for name, price in table.models.items():
+        assert price.cached_input <= price.input, name
+        assert price.input >= 0 and price.output >= 0, name
+
+
+@pytest.mark.parametrize("model, entry", [
+    ("gpt-4o", "gpt-4o"),
+    ("gpt-4o-2024-08-06", "gpt-4o"),
+    ("gpt-4o-mini-2024-07-18", "gpt-4o-mini"),
+    ("GPT-4o", "gpt-4o"),
+    ("openai/gpt-4.1-mini", "gpt-4.1-mini"),
+    ("claude-3-5-sonnet-20241022", "claude-3-5-sonnet"),
+    ("claude-opus-4-5-20251101", "claude-opus-4-5"),
+    ("claude-opus-4-20250514", "claude-opus-4"),
+    ("us.anthropic.claude-3-5-haiku-20241022-v1:0", "claude-3-5-haiku"),
+    ("models/gemini-1.5-pro-002", "gemini-1.5-pro"),
+    ("mistral-large-latest", "mistral-large"),
+    ("claude-3-5-sonnet-v2@20241022", "claude-3-5-sonnet"),
+])
+def test_lookup_exact_then_longest_prefix(table, model, entry):
+    assert table.lookup(model) is table.models[entry]
+
+
+@pytest.mark.parametrize("model", ["", "my-local-llama", "gpt-4o2", "gpt-4.5-preview-x", "ft:gpt-4o:org::id"])
+def test_unknown_models_have_no_price(table, model):
+    assert table.cost(model, 1000, 1000) is None
+    if model:
+        assert table.lookup(model) is None
+
+
+def test_cost_prices_cache_tokens_apart_and_reasoning_once(table):
+    # 1000 input of which 300 cache reads and 100 cache writes; 500 output (reasoning inside)
+    cost = table.cost("claude-sonnet-4-20250514", 1000, 500, cache_read=300, cache_creation=100)
+    assert cost == pytest.approx((600 * 3 + 300 * 0.3 + 100 * 3.75 + 500 * 15) / 1e6)
+    assert table.cost("gpt-4o-mini", 0, 0) == 0.0
+
+
+def test_override_file_merges_over_defaults(tmp_path):
+    path = tmp_path / "prices.yaml"
+    path.write_text("as_of: '2026-11-01'\nmodels:\n  gpt-4o: {input: 1, output: 2}\n"
+                    "  my-local-llama: {input: 0.5, output: 0.5, cached_input: 0.1}\n")
+    table = PriceTable.load(str(path))
+    assert table.as_of == "2026-11-01"
+    assert table.cost("gpt-4o-2024-08-06", 1_000_000, 1_000_000) == pytest.approx(3.0)
+    assert table.cost("my-local-llama", 1_000_000, 0, cache_read=1_000_000) == pytest.approx(0.1)
+    assert table.lookup("claude-3-haiku") is PriceTable.default().models["claude-3-haiku"]
+    assert PriceTable.default().cost("gpt-4o", 1_000_000, 0) == pytest.approx(2.5)  # default untouched
+
+
+@pytest.mark.parametrize("text, message", [
+    ("models:\n  gpt-4o: {input: 1, output: 2, inptu: 3}\n", "models.gpt-4o: unknown key 'inptu'"),
+    ("models:\n  gpt-4o: {input: -1, output: 2}\n", "models.gpt-4o.input: must be a non-negative number"),
+    ("models:\n  gpt-4o: {input: cheap, output: 2}\n", "models.gpt-4o.input: must be a non-negative number"),
+    ("models:\n  gpt-4o: {input: true, output: 2}\n", "models.gpt-4o.input: must be a non-negative number"),
+    ("models:\n  gpt-4o: {input: .nan, output: 2}\n", "models.gpt-4o.input: must be a non-negative number"),
+    ("models:\n  gpt-4o: {input: 1}\n", "models.gpt-4o: missing required key 'output'"),
+    ("models:\n  gpt-4o: 3\n", "models.gpt-4o: must be a mapping"),
+    ("models: [gpt-4o]\n", "'models' must be a mapping"),
+    ("- just a list\n", "top level must be a mapping"),
+    ("modles: {}\n", "unknown key 'modles'"),
+    ("currency: EUR\nmodels: {}\n", "only USD"),
+    ("unit: per_token\nmodels: {}\n", "only per_1m_tokens"),
+    ("models: {gpt-4o: {input: 1, output: [2}\n", "not valid YAML"),
+])
+def test_bad_override_files_name_the_problem(tmp_path, text, message):
+    path = tmp_path / "bad.yaml"
+    path.write_text(text)
+    with pytest.raises(PriceTableError) as caught:
+        PriceTable.load(str(path))
+    assert message in str(caught.value)
+    assert str(path) in str(caught.value)
+
+
+def test_missing_override_file(tmp_path):
+    with pytest.raises(PriceTableError, match="cannot read prices file"):
+        PriceTable.load(str(tmp_path / "nope.yaml"))
+
+
+def test_mapping_uses_the_configured_table(tmp_path):
+    path = tmp_path / "prices.yaml"
+    path.write_text("models:\n  house-model: {input: 10, output: 20}\n")
+    options = MappingOptions(prices=PriceTable.load(str(path)))
+    attributes = {"gen_ai.operation.name": "chat", "gen_ai.request.model": "house-model-v2",
+                  "gen_ai.usage.input_tokens": 1000, "gen_ai.usage.output_tokens": 100}
+    row = map_one(attributes, options=options)
+    assert (row["cost_usd"], row["cost_source"]) == (pytest.approx(0.012), "price_table")
+    assert map_one(attributes)["cost_usd"] is None  # unknown to the default table: unknown, not zero
+    explicit = map_one({**attributes, "gen_ai.usage.cost": 0.5}, options=options)
+    assert (explicit["cost_usd"], explicit["cost_source"]) == (0.5, "attribute")
+
+
+def test_no_usage_means_unknown_cost_and_tools_are_not_priced():
+    assert map_one({"gen_ai.operation.name": "chat", "gen_ai.request.model": "gpt-4o"})["cost_usd"] is None
+    tool = map_one({"gen_ai.operation.name": "execute_tool", "gen_ai.request.model": "gpt-4o",
+                    "gen_ai.usage.input_tokens": 10})
+    assert tool["cost_usd"] is None
