@@ -26,9 +26,15 @@ class Store:
         self.target = target
         self.options = options
         self._local = threading.local()
+        # In cluster mode the writer reads back what it just inserted (dedup, run recompute), so
+        # inserts into Distributed tables must be synchronous, and run-level IN subqueries must
+        # stay on the shard that holds the run (steps are sharded by run_id).
+        self._settings = (
+            {"distributed_foreground_insert": 1, "distributed_product_mode": "local"} if options.cluster else {}
+        )
         migrate(self.client(), options)
         self.writer = BatchWriter(
-            lambda: open_client(target),
+            lambda: open_client(target, **self._settings),
             max_pending_spans=max_pending_spans,
             max_group_spans=max_group_spans,
         ).start()
@@ -50,7 +56,7 @@ class Store:
         """This thread's ClickHouse client."""
         client = getattr(self._local, "client", None)
         if client is None:
-            client = self._local.client = open_client(self.target)
+            client = self._local.client = open_client(self.target, **self._settings)
         return client
 
     def query(self, sql: str, parameters: dict | None = None, **kwargs):

@@ -1,0 +1,26 @@
+"""The REST API application factory."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI
+
+from agenttrail.service.auth import KeyRing
+from agenttrail.storage import Store
+
+from . import events, health, metrics, projects, runbooks, runs, sessions
+from .errors import install_error_handlers
+
+ROUTERS = [health.router, runs.router, projects.router, sessions.router, metrics.router,
+           events.router, runbooks.router]
+
+
+def create_app(store: Store, keyring: KeyRing | None = None) -> FastAPI:
+    """A FastAPI app serving ``store``; every ``/v1`` endpoint checks keys from ``keyring``."""
+    app = FastAPI(title="agenttrail", version="0.1.0",
+                  description="Runs and steps of AI agents, from OpenTelemetry traces.")
+    app.state.store = store
+    app.state.keyring = keyring or KeyRing()
+    install_error_handlers(app)
+    for router in ROUTERS:
+        app.include_router(router)
+    return app

@@ -1,0 +1,78 @@
+"""Run endpoints: the filtered list, one run, its steps and its timeline."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from fastapi import APIRouter, Depends, Query
+
+from agenttrail.service.auth import Principal
+from agenttrail.storage import Store
+from agenttrail.storage.runs import get_run, get_steps
+from agenttrail.validator.service import latest_validations
+
+from .deps import get_store, project_scope, reader, run_id_path, visible_projects
+from .errors import ApiError
+from .params import text
+from .run_list import RunListParams, run_list
+from .serialize import run_json, step_json
+from .timeline import build_timeline
+
+router = APIRouter(tags=["runs"])
+
+
+@router.get("/v1/runs")
+def list_runs(project_id: str | None = text("Only this project."),
+              params: RunListParams = Depends(), store: Store = Depends(get_store),
+              principal: Principal = Depends(reader)) -> dict:
+    """Runs, newest first, filtered; ``next_cursor`` fetches the next page (null on the last).
+
+    Pages are keyset-paginated on (sort value, run id): runs arriving while you page do not
+    shift or repeat rows.  Only runs of projects your key may read are listed.
+    """
+    return run_list(store, project_scope(principal, project_id), params)
+
+
+def _visible_run(store: Store, run_id: str, principal: Principal) -> dict:
+    row = get_run(store, run_id, visible_projects(principal))
+    if row is None:
+        raise ApiError(404, f"run {run_id} not found")
+    return row
+
+
+@router.get("/v1/runs/{run_id}")
+def run_detail(run_id: str = Depends(run_id_path), store: Store = Depends(get_store),
+               principal: Principal = Depends(reader)) -> dict:
+    """One run with its totals, its steps in execution order and its latest validation.
+
+    ``run_id`` is the trace id (32 hex) or its UUID form.  ``validation`` is null until the
+    run has been validated against a runbook.
+    """
+    row = _visible_run(store, run_id, principal)
+    body = run_json(row)
+    body["steps"] = [step_json(s) for s in get_steps(store, row["project_id"], run_id)]
+    body["validation"] = latest_validations(store, row["project_id"], [run_id]).get(run_id)
+    return body
+
+
+@router.get("/v1/runs/{run_id}/steps")
+def run_steps(run_id: str = Depends(run_id_path),
+              kind: Literal["llm", "tool", "agent", "retrieval", "embedding", "workflow", "guardrail",
+                            "other"] | None = Query(None, description="Only steps of this kind."),
+              status: Literal["ok", "error", "unset"] | None = Query(None, description="Only steps with this status."),
+              store: Store = Depends(get_store), principal: Principal = Depends(reader)) -> dict:
+    """The steps of one run in execution order (``index`` counts over all steps, before filtering)."""
+    row = _visible_run(store, run_id, principal)
+    steps = get_steps(store, row["project_id"], run_id)
+    selected = [s for s in steps if (kind is None or s["kind"] == kind)
+                and (status is None or s["status"] == status)]
+    return {"run_id": run_id, "project_id": row["project_id"], "steps": [step_json(s) for s in selected]}
+
+
+@router.get("/v1/runs/{run_id}/timeline")
+def run_timeline(run_id: str = Depends(run_id_path), store: Store = Depends(get_store),
+                 principal: Principal = Depends(reader)) -> dict:
+    """The step tree of one run with each step's ``offset_ms`` (from the first step's start)
+    and ``duration_ms`` — what a waterfall chart needs."""
+    row = _visible_run(store, run_id, principal)
+    return build_timeline(row, get_steps(store, row["project_id"], run_id))
