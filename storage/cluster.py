@@ -23,8 +23,13 @@ from __future__ import annotations
 
 import re
 
-# Tables without a run_id column and the key that spreads them over shards.
-SHARDING_KEYS: dict[str, str] = {"schema_migrations": "version"}
+# Tables without a run_id column and the key that spreads them over shards.  Each key keeps
+# together the rows ReplacingMergeTree must collapse (they only collapse within one shard):
+# every record of one migration, every version of one runbook.
+SHARDING_KEYS: dict[str, str] = {
+    "schema_migrations": "version",
+    "runbooks": "cityHash64(project_id, name)",
+}
 RUN_SHARDING_KEY = "cityHash64(run_id)"
 LOCAL_SUFFIX = "_local"
 

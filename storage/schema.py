@@ -15,7 +15,8 @@ Table design (why the keys are what they are):
   newest recomputation; readers use ``FINAL``.  A minmax index on ``started_at`` lets time
   windows skip granules.
 * ``otel_traces`` — a view over ``steps`` with the OpenTelemetry Collector ClickHouse
-  exporter's column names, so Grafana's ClickHouse plugin trace mode reads agenttrail data.
+  exporter's column names and values (``SPAN_KIND_INTERNAL``, …), so Grafana's ClickHouse
+  plugin trace mode reads agenttrail data.
 
 Cluster mode (``cluster`` set): every DDL carries ``ON CLUSTER``, engines are ``Replicated*``,
 and :func:`rendered` turns each table into ``<name>_local`` plus a ``Distributed`` ``<name>``
@@ -177,7 +178,7 @@ SELECT
     parent_step_id                  AS ParentSpanId,
     trace_state                     AS TraceState,
     name                            AS SpanName,
-    span_kind                       AS SpanKind,
+    concat('SPAN_KIND_', span_kind) AS SpanKind,
     service_name                    AS ServiceName,
     resource_attributes             AS ResourceAttributes,
     scope_name                      AS ScopeName,
@@ -199,9 +200,52 @@ FROM {db}.steps""",
     ]
 
 
+def _v2_validations(o: SchemaOptions) -> list[str]:
+    """Runbook verdicts and stored runbooks (agenttrail.validator).
+
+    ``validations``: ``ORDER BY (project_id, run_id, input_hash)`` makes "validations of run
+    X" (latest first) a primary-key range read and collapses a verdict stored twice for the
+    same run state; a minmax index on ``created_at`` serves "a project's validations in a
+    window".  ``runbooks``: one row per (project, name, version); the newest version wins.
+    """
+    db = o.database
+    return [
+        f"""CREATE TABLE IF NOT EXISTS {db}.validations{o.on_cluster} (
+    validation_id   String,
+    project_id      LowCardinality(String),
+    run_id          String,
+    runbook_name    String,
+    runbook_version UInt32,
+    runbook_hash    String,
+    status          LowCardinality(String),
+    reasons         String,
+    summary         String,
+    input_hash      String,
+    source          LowCardinality(String),
+    created_at      DateTime64(3, 'UTC'),
+    INDEX idx_created created_at TYPE minmax GRANULARITY 1,
+    INDEX idx_run_id run_id TYPE bloom_filter(0.01) GRANULARITY 4
+) ENGINE = {o.engine("ReplacingMergeTree")}
+ORDER BY (project_id, run_id, input_hash){o.ttl("created_at")}""",
+        f"""CREATE TABLE IF NOT EXISTS {db}.runbooks{o.on_cluster} (
+    project_id      LowCardinality(String),
+    name            String,
+    version         UInt32,
+    yaml            String,
+    hash            String,
+    applies_agent   String,
+    applies_service String,
+    auto            UInt8,
+    created_at      DateTime64(3, 'UTC')
+) ENGINE = {o.engine("ReplacingMergeTree")}
+ORDER BY (project_id, name, version)""",
+    ]
+
+
 # Ordered, append-only: never edit a released migration, add a new one.
 MIGRATIONS: list[tuple[int, str, Callable[[SchemaOptions], list[str]]]] = [
     (1, "steps, runs and the otel_traces view", _v1_core),
+    (2, "validations and runbooks", _v2_validations),
 ]
 
 
