@@ -78,3 +78,46 @@ def step_depths(parents: dict[str, str]) -> dict[str, int]:
             depth += 1
             depths[node] = depth
     return depths
+
+
+# -- validations (table of migration 2, written by agenttrail.validator) ---------------------
+
+_PASS_RATE_SQL = """
+SELECT count() AS validated_runs, countIf(latest = 'passed') AS passed_runs,
+       countIf(latest = 'failed') AS failed_runs, countIf(latest = 'incomplete') AS incomplete_runs
+FROM (
+    SELECT run_id, argMax(status, created_at) AS latest FROM validations FINAL
+    WHERE project_id = {project:String} AND run_id IN (
+        SELECT run_id FROM runs WHERE project_id = {project:String}
+        AND started_at >= fromUnixTimestamp64Nano({since:Int64}, 'UTC')
+        AND started_at < fromUnixTimestamp64Nano({until:Int64}, 'UTC'))
+    GROUP BY run_id
+)"""
+
+
+def validation_pass_rate(store, project_id: str, since_ns: int, until_ns: int) -> dict:
+    """How the latest validation of each run started in the window came out.
+
+    ``pass_rate`` = passed / (passed + failed); incomplete verdicts (no root span yet) are
+    counted apart; ``pass_rate`` is None when no run of the window has a decided verdict.
+    """
+    row = next(iter(store.query(_PASS_RATE_SQL, parameters={
+        "project": project_id, "since": since_ns, "until": until_ns}).named_results()))
+    decided = row["passed_runs"] + row["failed_runs"]
+    row["pass_rate"] = round(row["passed_runs"] / decided, 6) if decided else None
+    return row
+
+
+def latest_verdicts(store, keys: list[tuple[str, str]]) -> dict[tuple[str, str], dict]:
+    """The newest validation's status, runbook and time per (project_id, run_id) key, one query."""
+    if not keys:
+        return {}
+    result = store.query(
+        "SELECT project_id, run_id, validation_id, status, runbook_name, runbook_version, created_at "
+        "FROM validations FINAL WHERE project_id IN {projects:Array(String)} AND run_id IN {runs:Array(String)} "
+        "ORDER BY created_at DESC LIMIT 1 BY project_id, run_id",
+        parameters={"projects": sorted({k[0] for k in keys}), "runs": sorted({k[1] for k in keys})},
+    )
+    wanted = set(keys)
+    return {(r["project_id"], r["run_id"]): r for r in result.named_results()
+            if (r["project_id"], r["run_id"]) in wanted}
