@@ -1,0 +1,31 @@
+CREATE TABLE IF NOT EXISTS agenttrail.validations (
+    validation_id   String,
+    project_id      LowCardinality(String),
+    run_id          String,
+    runbook_name    String,
+    runbook_version UInt32,
+    runbook_hash    String,
+    status          LowCardinality(String),
+    reasons         String,
+    summary         String,
+    input_hash      String,
+    source          LowCardinality(String),
+    created_at      DateTime64(3, 'UTC'),
+    INDEX idx_created created_at TYPE minmax GRANULARITY 1,
+    INDEX idx_run_id run_id TYPE bloom_filter(0.01) GRANULARITY 4
+) ENGINE = ReplacingMergeTree()
+ORDER BY (project_id, run_id, input_hash)
+;
+
+CREATE TABLE IF NOT EXISTS agenttrail.runbooks (
+    project_id      LowCardinality(String),
+    name            String,
+    version         UInt32,
+    yaml            String,
+    hash            String,
+    applies_agent   String,
+    applies_service String,
+    auto            UInt8,
+    created_at      DateTime64(3, 'UTC')
+) ENGINE = ReplacingMergeTree()
+ORDER BY (project_id, name, version)
