@@ -1,0 +1,241 @@
+"""Sustained OTLP ingest throughput, counted only once spans are stored.
+
+Starts ``agenttrail serve`` on a fresh embedded store (or uses --server), sends pre-encoded
+512-span requests of realistic agent runs over OTLP/HTTP protobuf and/or OTLP/gRPC from
+--concurrency client threads, and reports spans/s, p50/p99 export latency and the server's
+peak RSS.  agenttrail answers an export only after its spans are written, so every
+acknowledged span is already queryable; the script checks a sample through the REST API.
+
+    python bench/ingest_bench.py --protocol both --requests 400 --concurrency 4
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+
+from opentelemetry.proto.collector.trace.v1 import trace_service_pb2
+from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
+from opentelemetry.proto.trace.v1 import trace_pb2
+
+TOOLS = ["order_lookup", "shipping_status", "search_docs", "send_email", "refund"]
+MODELS = ["gpt-4o-mini", "gpt-4o", "claude-3-5-sonnet-20241022"]
+
+
+def _kv(key, value):
+    if isinstance(value, bool):
+        return KeyValue(key=key, value=AnyValue(bool_value=value))
+    if isinstance(value, int):
+        return KeyValue(key=key, value=AnyValue(int_value=value))
+    return KeyValue(key=key, value=AnyValue(string_value=str(value)))
+
+
+def _span(rng, trace_id, span_id, parent, name, start, dur, attrs, error=False):
+    span = trace_pb2.Span(trace_id=trace_id, span_id=span_id, parent_span_id=parent, name=name,
+                          kind=trace_pb2.Span.SPAN_KIND_INTERNAL, start_time_unix_nano=start,
+                          end_time_unix_nano=start + dur, attributes=[_kv(k, v) for k, v in attrs.items()])
+    span.status.code = trace_pb2.Status.STATUS_CODE_ERROR if error else trace_pb2.Status.STATUS_CODE_UNSET
+    return span
+
+
+def agent_run(rng: random.Random, start: int, spans_per_run: int = 8) -> list[trace_pb2.Span]:
+    """One run: an invoke_agent root with llm, tool and retrieval children (~15 attributes each)."""
+    trace_id = rng.randbytes(16)
+    root_id = rng.randbytes(8)
+    common = {"gen_ai.conversation.id": f"conv-{rng.randrange(10**6)}", "user.id": f"user-{rng.randrange(1000)}"}
+    spans = [_span(rng, trace_id, root_id, b"", "invoke_agent support-agent", start, 5_000_000_000, {
+        "gen_ai.operation.name": "invoke_agent", "gen_ai.agent.name": "support-agent",
+        "gen_ai.agent.id": "agent-1", **common})]
+    t = start
+    for i in range(spans_per_run - 1):
+        t += rng.randrange(1_000_000, 200_000_000)
+        choice = i % 3
+        if choice == 0:
+            model = rng.choice(MODELS)
+            attrs = {"gen_ai.operation.name": "chat", "gen_ai.provider.name": "openai", "gen_ai.request.model": model,
+                     "gen_ai.response.model": model, "gen_ai.usage.input_tokens": rng.randrange(50, 4000),
+                     "gen_ai.usage.output_tokens": rng.randrange(10, 800), "gen_ai.request.temperature": "0.2",
+                     "gen_ai.response.id": f"chatcmpl-{rng.randrange(10**9)}", "gen_ai.response.finish_reasons": "stop",
+                     "server.address": "api.openai.com", **common}
+            name = f"chat {model}"
+        elif choice == 1:
+            tool = rng.choice(TOOLS)
+            attrs = {"gen_ai.operation.name": "execute_tool", "gen_ai.tool.name": tool, "gen_ai.tool.type": "function",
+                     "gen_ai.tool.call.id": f"call_{rng.randrange(10**9)}",
+                     "gen_ai.tool.call.arguments": json.dumps({"order_id": str(rng.randrange(10**6)), "verbose": False}),
+                     **common}
+            name = f"execute_tool {tool}"
+        else:
+            attrs = {"gen_ai.operation.name": "retrieval", "gen_ai.data_source.id": "kb-main",
+                     "db.system": "qdrant", **common}
+            name = "retrieval kb-main"
+        spans.append(_span(rng, trace_id, rng.randbytes(8), root_id, name, t, rng.randrange(10**6, 10**9), attrs,
+                           error=rng.random() < 0.03))
+    return spans
+
+
+def build_requests(count: int, spans_per_request: int, seed: int = 1) -> tuple[list[bytes], list[str]]:
+    """``count`` serialized ExportTraceServiceRequests with distinct runs, and some run ids to check."""
+    rng = random.Random(seed)
+    bodies, sample = [], []
+    start = time.time_ns() - 3600 * 10**9
+    for _ in range(count):
+        request = trace_service_pb2.ExportTraceServiceRequest()
+        resource = request.resource_spans.add()
+        resource.resource.attributes.extend([_kv("service.name", "support-svc"),
+                                             _kv("deployment.environment.name", "bench")])
+        scope = resource.scope_spans.add()
+        scope.scope.name, scope.scope.version = "bench.agent", "1.0"
+        runs = []
+        while len(scope.spans) < spans_per_request:
+            run = agent_run(rng, start + rng.randrange(3600 * 10**9))
+            runs.append(run[0].trace_id.hex())
+            scope.spans.extend(run[: spans_per_request - len(scope.spans)])
+        sample.append(runs[0])
+        bodies.append(request.SerializeToString())
+    return bodies, sample
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_server(data_dir: str):
+    ports = {"grpc": free_port(), "http": free_port(), "api": free_port()}
+    cmd = [sys.executable, "-m", "agenttrail.service.cli", "serve", "--data-dir", data_dir,
+           "--grpc-port", str(ports["grpc"]), "--http-port", str(ports["http"]), "--api-port", str(ports["api"]),
+           "--log-level", "warning"]
+    proc = subprocess.Popen(cmd)
+    deadline = time.time() + 60
+    while time.time() < deadline:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{ports['api']}/health", timeout=1) as r:
+                if r.status == 200:
+                    return proc, ports
+        except OSError:
+            time.sleep(0.2)
+    proc.kill()
+    raise SystemExit("server did not start")
+
+
+def peak_rss_mib(pid: int) -> float:
+    with open(f"/proc/{pid}/status") as fh:
+        for line in fh:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def run_load(protocol: str, bodies: list[bytes], ports: dict, concurrency: int, spans_per_request: int):
+    latencies, errors, lock = [], [], threading.Lock()
+    queue = list(range(len(bodies)))
+
+    def http_worker():
+        import httpx
+        with httpx.Client(timeout=30) as client:
+            while True:
+                with lock:
+                    if not queue:
+                        return
+                    i = queue.pop()
+                t = time.perf_counter()
+                r = client.post(f"http://127.0.0.1:{ports['http']}/v1/traces", content=bodies[i],
+                                headers={"content-type": "application/x-protobuf"})
+                with lock:
+                    (latencies if r.status_code == 200 else errors).append(
+                        time.perf_counter() - t if r.status_code == 200 else r.status_code)
+
+    def grpc_worker():
+        import grpc
+        channel = grpc.insecure_channel(f"127.0.0.1:{ports['grpc']}",
+                                        options=[("grpc.max_send_message_length", 64 << 20)])
+        export = channel.unary_unary("/opentelemetry.proto.collector.trace.v1.TraceService/Export")
+        while True:
+            with lock:
+                if not queue:
+                    break
+                i = queue.pop()
+            t = time.perf_counter()
+            try:
+                export(bodies[i], timeout=30)
+                with lock:
+                    latencies.append(time.perf_counter() - t)
+            except grpc.RpcError as exc:
+                with lock:
+                    errors.append(exc.code().name)
+        channel.close()
+
+    worker = http_worker if protocol == "http" else grpc_worker
+    threads = [threading.Thread(target=worker) for _ in range(concurrency)]
+    start = time.perf_counter()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    elapsed = time.perf_counter() - start
+    spans = len(latencies) * spans_per_request
+    latencies.sort()
+    return {
+        "protocol": protocol, "requests": len(bodies), "acknowledged_spans": spans, "errors": len(errors),
+        "seconds": round(elapsed, 2), "spans_per_s": round(spans / elapsed),
+        "p50_ms": round(statistics.median(latencies) * 1000, 1) if latencies else None,
+        "p99_ms": round(latencies[int(len(latencies) * 0.99) - 1] * 1000, 1) if latencies else None,
+    }
+
+
+def check_sample(ports: dict, run_ids: list[str]) -> int:
+    """How many sampled runs are queryable through the REST API right after the load."""
+    found = 0
+    for run_id in run_ids:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{ports['api']}/v1/runs/{run_id}", timeout=10) as r:
+                found += r.status == 200
+        except OSError:
+            pass
+    return found
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--protocol", choices=["http", "grpc", "both"], default="both")
+    parser.add_argument("--requests", type=int, default=400, help="requests per protocol")
+    parser.add_argument("--spans-per-request", type=int, default=512)
+    parser.add_argument("--concurrency", type=int, default=4)
+    args = parser.parse_args()
+    if args.requests <= 0 or args.spans_per_request <= 0 or args.concurrency <= 0:
+        parser.error("--requests, --spans-per-request and --concurrency must be positive")
+
+    protocols = ["http", "grpc"] if args.protocol == "both" else [args.protocol]
+    print(f"encoding {args.requests * len(protocols)} requests of {args.spans_per_request} spans…", file=sys.stderr)
+    data_dir = tempfile.mkdtemp(prefix="agenttrail-bench-")
+    proc, ports = start_server(data_dir)
+    try:
+        results = []
+        for n, protocol in enumerate(protocols):
+            bodies, sample = build_requests(args.requests, args.spans_per_request, seed=n + 1)
+            result = run_load(protocol, bodies, ports, args.concurrency, args.spans_per_request)
+            result["sampled_runs_queryable"] = f"{check_sample(ports, sample[:50])}/{min(50, len(sample))}"
+            results.append(result)
+            print(json.dumps(result), flush=True)
+        print(json.dumps({"server_peak_rss_mib": round(peak_rss_mib(proc.pid), 1)}))
+    finally:
+        proc.terminate()
+        proc.wait(30)
+        shutil.rmtree(data_dir, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
