@@ -6,7 +6,7 @@ Starts ``agenttrail serve`` on a fresh embedded store (or uses --server), sends 
 peak RSS.  agenttrail answers an export only after its spans are written, so every
 acknowledged span is already queryable; the script checks a sample through the REST API.
 
-    python bench/ingest_bench.py --protocol both --requests 400 --concurrency 4
+    python bench/ingest_bench.py --protocol both --requests 300 --concurrency 32 [--ingest-workers N]
 """
 
 from __future__ import annotations
@@ -113,11 +113,11 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_server(data_dir: str):
+def start_server(data_dir: str, extra_args: tuple[str, ...] = ()):
     ports = {"grpc": free_port(), "http": free_port(), "api": free_port()}
     cmd = [sys.executable, "-m", "agenttrail.service.cli", "serve", "--data-dir", data_dir,
            "--grpc-port", str(ports["grpc"]), "--http-port", str(ports["http"]), "--api-port", str(ports["api"]),
-           "--log-level", "warning"]
+           "--log-level", "warning", *extra_args]
     proc = subprocess.Popen(cmd)
     deadline = time.time() + 60
     while time.time() < deadline:
@@ -213,7 +213,9 @@ def main() -> None:
     parser.add_argument("--protocol", choices=["http", "grpc", "both"], default="both")
     parser.add_argument("--requests", type=int, default=400, help="requests per protocol")
     parser.add_argument("--spans-per-request", type=int, default=512)
-    parser.add_argument("--concurrency", type=int, default=4)
+    parser.add_argument("--concurrency", type=int, default=32)
+    parser.add_argument("--ingest-workers", type=int, default=None,
+                        help="passed to agenttrail serve (default: the server's own default)")
     args = parser.parse_args()
     if args.requests <= 0 or args.spans_per_request <= 0 or args.concurrency <= 0:
         parser.error("--requests, --spans-per-request and --concurrency must be positive")
@@ -221,7 +223,8 @@ def main() -> None:
     protocols = ["http", "grpc"] if args.protocol == "both" else [args.protocol]
     print(f"encoding {args.requests * len(protocols)} requests of {args.spans_per_request} spans…", file=sys.stderr)
     data_dir = tempfile.mkdtemp(prefix="agenttrail-bench-")
-    proc, ports = start_server(data_dir)
+    extra = ("--ingest-workers", str(args.ingest_workers)) if args.ingest_workers is not None else ()
+    proc, ports = start_server(data_dir, extra)
     try:
         results = []
         for n, protocol in enumerate(protocols):

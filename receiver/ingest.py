@@ -8,13 +8,13 @@ success, so an acknowledged span is a stored span.
 from __future__ import annotations
 
 import asyncio
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from agenttrail.service.auth import Principal
 from agenttrail.storage import RetryableError, StorageUnavailable
 
-from .mapping import MappingOptions, map_export_request
+from .mapping import MappingResult
+from .pool import MappingPool
 
 
 class Forbidden(Exception):
@@ -31,24 +31,26 @@ class IngestOutcome:
 
 
 class TraceIngestor:
-    """Maps decoded export requests and writes them through the storage writer."""
+    """Maps export requests (through a :class:`MappingPool`) and writes them through the writer."""
 
-    def __init__(self, writer, options: MappingOptions, write_timeout: float = 8.0):
+    def __init__(self, writer, pool: MappingPool, write_timeout: float = 8.0):
         self.writer = writer
-        self.options = options
+        self.pool = pool
         self.write_timeout = write_timeout
-        # Mapping is pure Python: more threads only fight over the GIL (measured: the default
-        # pool's six threads were slower than one), so requests are mapped one at a time here.
-        self._mapper = ThreadPoolExecutor(max_workers=1, thread_name_prefix="agenttrail-map")
 
-    def prepare(self, request, principal: Principal, header_project: str | None):
-        """Map a request for ``principal``; spans of projects it may not touch are refused."""
+    @staticmethod
+    def project_for(principal: Principal, header_project: str | None) -> str | None:
+        """The project every span is forced into (the key's, or the header's), if any."""
         if not principal.can("ingest"):
             raise Forbidden(f"API key {principal.name!r} lacks the ingest scope")
         project = principal.single_project or header_project or None
         if project and not principal.allows(project):
             raise Forbidden(f"API key {principal.name!r} may not write to project {project!r}")
-        result = map_export_request(request, project=project, options=self.options)
+        return project
+
+    @staticmethod
+    def authorise(result: MappingResult, principal: Principal):
+        """Refuse (as partial success) the spans of projects ``principal`` may not write to."""
         batch, rejected, errors = result.batch, result.rejected, list(result.errors)
         if principal.projects is not None and len(batch):
             projects = batch.columns["project_id"]
@@ -60,12 +62,16 @@ class TraceIngestor:
                 batch = batch.select(keep)
         return batch, rejected, errors
 
-    async def export(self, request, principal: Principal, header_project: str | None = None) -> IngestOutcome:
-        """Store what can be stored; raise RetryableError if it could not be stored in time."""
-        loop = asyncio.get_running_loop()
-        batch, rejected, errors = await loop.run_in_executor(
-            self._mapper, self.prepare, request, principal, header_project
-        )
+    async def export(self, request, principal: Principal, header_project: str | None = None,
+                     encoding: str | None = None) -> IngestOutcome:
+        """Store what can be stored; raise RetryableError if it could not be stored in time.
+
+        ``request`` is a decoded ``ExportTraceServiceRequest``, or its encoded bytes when
+        ``encoding`` ("protobuf" / "json") is given — then decoding happens off the event loop.
+        """
+        project = self.project_for(principal, header_project)
+        result = await self.pool.map(request, encoding, project)
+        batch, rejected, errors = self.authorise(result, principal)
         if len(batch):
             future = self.writer.submit(batch)  # raises Overloaded when the queue is full
             try:

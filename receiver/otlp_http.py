@@ -53,13 +53,13 @@ def create_http_receiver(ingestor: TraceIngestor, keyring, max_request_bytes: in
             )
             raw = await _read_body(request, max_request_bytes)
             body = compression.decompress(raw, request.headers.get("content-encoding"), max_request_bytes)
-            message = otlp.decode_export(body, encoding, signal)
             if signal != "traces":
-                # agenttrail stores traces only; metrics and logs are accepted and not kept (README).
+                # agenttrail stores traces only; metrics and logs are checked, answered, not kept (README).
+                otlp.decode_export(body, encoding, signal)
                 payload = otlp.encode_export_response(signal, encoding)
             else:
                 outcome = await ingestor.export(
-                    message, principal, request.headers.get("x-agenttrail-project")
+                    body, principal, request.headers.get("x-agenttrail-project"), encoding=encoding
                 )
                 payload = otlp.encode_export_response(
                     signal, encoding, rejected=outcome.rejected, error_message=outcome.error_message

@@ -19,6 +19,7 @@ from agenttrail.receiver.ingest import TraceIngestor
 from agenttrail.receiver.mapping import MappingOptions
 from agenttrail.receiver.otlp_grpc import create_grpc_server
 from agenttrail.receiver.otlp_http import create_http_receiver
+from agenttrail.receiver.pool import MappingPool
 from agenttrail.receiver.pricing import PriceTable
 from agenttrail.storage import Store
 from agenttrail.validator.auto import AutoValidator
@@ -93,7 +94,8 @@ class Service:
         if self.store is None:
             self.store = self._open_store()
         keyring = s.keyring()
-        ingestor = TraceIngestor(self.store.writer, self._mapping_options(), s.write_timeout)
+        pool = MappingPool(self._mapping_options(), workers=s.resolved_ingest_workers)
+        ingestor = TraceIngestor(self.store.writer, pool, s.write_timeout)
 
         grpc_server = create_grpc_server(ingestor, keyring, s.max_request_bytes)
         self.grpc_port = grpc_server.add_insecure_port(f"{s.host}:{s.grpc_port}")
@@ -127,6 +129,7 @@ class Service:
                 server.should_exit = True
             await grpc_server.stop(grace=3)
             await asyncio.gather(*tasks, return_exceptions=True)
+            await asyncio.get_running_loop().run_in_executor(None, pool.close)
             if self._owns_store:
                 await asyncio.get_running_loop().run_in_executor(None, self.store.close)
 

@@ -53,6 +53,8 @@ class Settings:
         "help": "largest OTLP request accepted, after decompression"})
     max_pending_spans: int = field(default=200_000, metadata={
         "help": "spans waiting to be written before ingest answers 503 / UNAVAILABLE"})
+    ingest_workers: int = field(default=-1, metadata={
+        "help": "processes that decode and map spans: 0 maps in the server process, -1 one per CPU core"})
     write_timeout: float = field(default=8.0, metadata={
         "help": "seconds an export waits for its spans to be stored before answering retryable"})
     capture_content: bool = field(default=False, metadata={
@@ -72,6 +74,11 @@ class Settings:
             return self.storage
         return "chdb://" + os.path.join(os.path.abspath(self.data_dir), "clickhouse")
 
+    @property
+    def resolved_ingest_workers(self) -> int:
+        """``ingest_workers`` with -1 (automatic) resolved to the number of CPU cores."""
+        return (os.cpu_count() or 1) if self.ingest_workers == -1 else self.ingest_workers
+
     def keyring(self) -> KeyRing:
         """The configured API keys."""
         try:
@@ -88,6 +95,8 @@ class Settings:
         nonzero = [p for p in (self.grpc_port, self.http_port, self.api_port) if p]
         if len(nonzero) != len(set(nonzero)):
             raise SettingsError("grpc_port, http_port and api_port must differ")
+        if self.ingest_workers < -1:
+            raise SettingsError(f"ingest_workers must be -1 (one per core), 0 or a positive number, not {self.ingest_workers}")
         for name in ("max_request_bytes", "max_pending_spans", "max_value_bytes"):
             if getattr(self, name) <= 0:
                 raise SettingsError(f"{name} must be positive")

@@ -55,8 +55,10 @@ def make_server(storage_dsn, database):
     started = []
 
     def start(**overrides):
+        # ingest_workers=0 maps in-process: spawning worker processes for every test server
+        # would add seconds each; tests/test_receiver_workers.py covers the process pool.
         values = dict(host="127.0.0.1", grpc_port=0, http_port=0, api_port=0,
-                      storage=storage_dsn, database=database)
+                      storage=storage_dsn, database=database, ingest_workers=0)
         values.update(overrides)
         service = Service(Settings(**values).validate()).start()
         started.append(service)
