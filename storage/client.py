@@ -33,11 +33,6 @@ class StorageTarget:
         return self.dsn.startswith("chdb://")
 
 
-def default_dsn(data_dir: str) -> str:
-    """The embedded store under ``data_dir``."""
-    return "chdb://" + os.path.join(os.path.abspath(data_dir), "clickhouse")
-
-
 def resolve_target(dsn: str, database: str | None = None) -> StorageTarget:
     """Check a DSN and pick the database: explicit, else the DSN's path (servers), else default."""
     parts = urlsplit(dsn)
