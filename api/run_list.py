@@ -13,6 +13,7 @@ from .params import limit_query, parse_sort, run_cursor, run_page, text, time_wi
 from .serialize import iso, run_json
 
 RunStatus = Literal["ok", "error", "in_progress"]
+ValidationStatus = Literal["passed", "failed", "incomplete", "none"]
 
 
 class RunListParams:
@@ -32,6 +33,9 @@ class RunListParams:
         has_errors: bool | None = Query(None, description="true: runs with a failed step; false: none."),
         min_cost: float | None = Query(None, ge=0, le=1e9, allow_inf_nan=False,
                                        description="Runs that cost at least this many USD."),
+        validation_status: ValidationStatus | None = Query(
+            None, description="Status of the run's latest validation: passed, failed, incomplete, "
+                              "or none for runs never validated."),
         sort: str = Query("-started_at", max_length=32,
                           description="Order: started_at, duration_ms, cost_usd, total_tokens, "
                                       "step_count or error_count; prefix - for descending."),
@@ -44,7 +48,8 @@ class RunListParams:
         self.page = run_page(cursor, self.sort, self.descending)
         self.limit = limit
         self.values = dict(status=status, agent=agent, service=service, session=session, tool=tool,
-                           model=model, has_errors=has_errors, min_cost=min_cost)
+                           model=model, has_errors=has_errors, min_cost=min_cost,
+                           validation_status=validation_status)
 
     def filters(self, projects: frozenset[str] | None) -> RunFilter:
         """The storage filter for a caller limited to ``projects``."""

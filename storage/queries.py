@@ -28,6 +28,15 @@ RUN_SORTS: dict[str, tuple[str, str]] = {
     "error_count": ("error_count", "UInt64"),
 }
 RUN_STATUSES = ("ok", "error", "in_progress")
+VALIDATION_STATUSES = ("passed", "failed", "incomplete", "none")
+
+# Runs whose newest validation (any runbook) has a given status — the same "latest" as
+# storage.runs.latest_verdicts shows on each run.
+_LATEST_VALIDATION = (
+    "(project_id, run_id) IN (SELECT project_id, run_id FROM validations FINAL{scope} "
+    "GROUP BY project_id, run_id HAVING argMax(status, created_at) = {{f_validation:String}})"
+)
+_NEVER_VALIDATED = "(project_id, run_id) NOT IN (SELECT project_id, run_id FROM validations{scope})"
 
 
 @dataclass(frozen=True)
@@ -45,6 +54,7 @@ class RunFilter:
     until_ns: int | None = None
     has_errors: bool | None = None
     min_cost: float | None = None
+    validation_status: str | None = None
 
     def where(self) -> tuple[str, dict]:
         """The WHERE clause (``1`` when nothing filters) and its parameters."""
@@ -74,6 +84,13 @@ class RunFilter:
         if self.min_cost is not None:
             parts.append("cost_usd >= {f_min_cost:Float64}")
             params["f_min_cost"] = self.min_cost
+        if self.validation_status is not None:
+            scope = " WHERE project_id IN {f_projects:Array(String)}" if self.projects is not None else ""
+            if self.validation_status == "none":
+                parts.append(_NEVER_VALIDATED.format(scope=scope))
+            else:
+                parts.append(_LATEST_VALIDATION.format(scope=scope))
+                params["f_validation"] = self.validation_status
         return " AND ".join(parts), params
 
     def is_empty_scope(self) -> bool:

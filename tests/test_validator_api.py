@@ -5,7 +5,6 @@ from __future__ import annotations
 import pytest
 from fastapi.testclient import TestClient
 
-from agenttrail.api import runbooks
 from agenttrail.api.app import create_app
 from agenttrail.service.auth import ApiKey, KeyRing
 from validator_helpers import step, write_runs
@@ -29,8 +28,6 @@ def client(store):
     keys = KeyRing([ApiKey("key-a", frozenset({"read", "ingest"}), frozenset({"pa"})),
                     ApiKey("key-b", frozenset({"read"}), frozenset({"pb"}))])
     app = create_app(store, keys)
-    if not any(getattr(r, "path", "") == "/v1/runbooks" for r in app.routes):
-        app.include_router(runbooks.router)
     return TestClient(app)
 
 
@@ -105,3 +102,20 @@ def test_batch_counts_and_pages(client):
                 {"runbook_yaml": RB, "limit": 0}, {"runbook_yaml": RB, "statuses": ["weird"]}):
         assert client.post("/v1/validations", json=bad, headers=A).status_code == 422
     assert client.post("/v1/validations", json={"runbook_yaml": RB, "project_id": "pa"}, headers=B).status_code == 404
+
+
+def test_run_list_filters_by_latest_validation_status(client):
+    def listed(status, headers=A):
+        r = client.get(f"/v1/runs?validation_status={status}", headers=headers)
+        assert r.status_code == 200, r.text
+        return sorted(run["run_id"] for run in r.json()["runs"])
+
+    assert listed("none") == [RUN_A, RUN_B] and listed("failed") == []
+    client.post(f"/v1/runs/{RUN_B}/validate", json={"runbook_yaml": RB}, headers=A)
+    assert (listed("failed"), listed("passed"), listed("none")) == ([RUN_B], [], [RUN_A])
+    # The newest verdict counts: a later runbook that RUN_B passes makes it "passed".
+    client.post(f"/v1/runs/{RUN_B}/validate", json={"runbook_yaml": "name: lenient\n"}, headers=A)
+    assert (listed("failed"), listed("passed")) == ([], [RUN_B])
+    assert listed("none", headers=B) == [RUN_X]  # another key's projects stay invisible
+    bad = client.get("/v1/runs?validation_status=maybe", headers=A)
+    assert bad.status_code == 422 and bad.json()["error"]["details"][0]["parameter"] == "validation_status"
