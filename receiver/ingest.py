@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from agenttrail.service.auth import Principal
 from agenttrail.storage import RetryableError, StorageUnavailable
 
+from .admission import InflightBudget
 from .mapping import MappingResult
 from .pool import MappingPool
 
@@ -33,10 +34,12 @@ class IngestOutcome:
 class TraceIngestor:
     """Maps export requests (through a :class:`MappingPool`) and writes them through the writer."""
 
-    def __init__(self, writer, pool: MappingPool, write_timeout: float = 8.0):
+    def __init__(self, writer, pool: MappingPool, write_timeout: float = 8.0,
+                 max_inflight_bytes: int = 256 * 1024 * 1024):
         self.writer = writer
         self.pool = pool
         self.write_timeout = write_timeout
+        self.budget = InflightBudget(max_inflight_bytes)
 
     @staticmethod
     def project_for(principal: Principal, header_project: str | None) -> str | None:

@@ -56,7 +56,8 @@ class TraceService(trace_service_pb2_grpc.TraceServiceServicer):
         try:
             headers = _metadata(context)
             principal = self.keyring.authenticate(headers.get("x-api-key"), headers.get("authorization"))
-            outcome = await self.ingestor.export(request, principal, headers.get("x-agenttrail-project"))
+            with self.ingestor.budget.hold(request.ByteSize()):
+                outcome = await self.ingestor.export(request, principal, headers.get("x-agenttrail-project"))
         except Exception as exc:
             await _abort(context, exc)
         response = trace_service_pb2.ExportTraceServiceResponse()

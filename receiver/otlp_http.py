@@ -43,6 +43,18 @@ async def _read_body(request: Request, limit: int) -> bytes:
 def create_http_receiver(ingestor: TraceIngestor, keyring, max_request_bytes: int) -> Starlette:
     """The ASGI app serving OTLP/HTTP."""
 
+    async def _answer(signal: str, encoding: str, body: bytes, principal, request: Request) -> bytes:
+        if signal != "traces":
+            # agenttrail stores traces only; metrics and logs are checked, answered, not kept (README).
+            otlp.decode_export(body, encoding, signal)
+            return otlp.encode_export_response(signal, encoding)
+        outcome = await ingestor.export(
+            body, principal, request.headers.get("x-agenttrail-project"), encoding=encoding
+        )
+        return otlp.encode_export_response(
+            signal, encoding, rejected=outcome.rejected, error_message=outcome.error_message
+        )
+
     async def export(request: Request) -> Response:
         signal = SIGNALS[request.url.path]
         encoding = "protobuf"
@@ -51,19 +63,13 @@ def create_http_receiver(ingestor: TraceIngestor, keyring, max_request_bytes: in
             principal = keyring.authenticate(
                 request.headers.get("x-api-key"), request.headers.get("authorization")
             )
-            raw = await _read_body(request, max_request_bytes)
-            body = compression.decompress(raw, request.headers.get("content-encoding"), max_request_bytes)
-            if signal != "traces":
-                # agenttrail stores traces only; metrics and logs are checked, answered, not kept (README).
-                otlp.decode_export(body, encoding, signal)
-                payload = otlp.encode_export_response(signal, encoding)
-            else:
-                outcome = await ingestor.export(
-                    body, principal, request.headers.get("x-agenttrail-project"), encoding=encoding
-                )
-                payload = otlp.encode_export_response(
-                    signal, encoding, rejected=outcome.rejected, error_message=outcome.error_message
-                )
+            declared = request.headers.get("content-length", "")
+            reserve = min(int(declared), max_request_bytes) if declared.isdigit() else max_request_bytes
+            with ingestor.budget.hold(reserve):
+                raw = await _read_body(request, max_request_bytes)
+                body = compression.decompress(raw, request.headers.get("content-encoding"), max_request_bytes)
+                with ingestor.budget.hold(len(body) if body is not raw else 0):
+                    payload = await _answer(signal, encoding, body, principal, request)
             return Response(payload, 200, media_type=otlp.content_type_for(encoding))
         except Exception as exc:  # every failure becomes a well-formed OTLP error answer
             failure = classify(exc)

@@ -44,6 +44,7 @@ class Service:
         self.settings = settings
         self.store = store
         self._owns_store = store is None
+        self.ingestor = None  # set once serving: the receivers' shared ingest path
         self.grpc_port = settings.grpc_port
         self.http_port = settings.http_port
         self.api_port = settings.api_port
@@ -95,7 +96,7 @@ class Service:
             self.store = self._open_store()
         keyring = s.keyring()
         pool = MappingPool(self._mapping_options(), workers=s.resolved_ingest_workers)
-        ingestor = TraceIngestor(self.store.writer, pool, s.write_timeout)
+        ingestor = self.ingestor = TraceIngestor(self.store.writer, pool, s.write_timeout, s.max_inflight_bytes)
 
         grpc_server = create_grpc_server(ingestor, keyring, s.max_request_bytes)
         self.grpc_port = grpc_server.add_insecure_port(f"{s.host}:{s.grpc_port}")

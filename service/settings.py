@@ -51,6 +51,8 @@ class Settings:
                 "{key, scopes, projects}"})
     max_request_bytes: int = field(default=20 * MiB, metadata={
         "help": "largest OTLP request accepted, after decompression"})
+    max_inflight_bytes: int = field(default=256 * MiB, metadata={
+        "help": "bytes of OTLP requests handled at once before ingest answers 503 / UNAVAILABLE"})
     max_pending_spans: int = field(default=200_000, metadata={
         "help": "spans waiting to be written before ingest answers 503 / UNAVAILABLE"})
     ingest_workers: int = field(default=-1, metadata={
@@ -97,7 +99,7 @@ class Settings:
             raise SettingsError("grpc_port, http_port and api_port must differ")
         if self.ingest_workers < -1:
             raise SettingsError(f"ingest_workers must be -1 (one per core), 0 or a positive number, not {self.ingest_workers}")
-        for name in ("max_request_bytes", "max_pending_spans", "max_value_bytes"):
+        for name in ("max_request_bytes", "max_inflight_bytes", "max_pending_spans", "max_value_bytes"):
             if getattr(self, name) <= 0:
                 raise SettingsError(f"{name} must be positive")
         if self.write_timeout <= 0 or self.ttl_days < 0:

@@ -118,3 +118,22 @@ def test_health_reports_storage_state(server):
         response = httpx.get(server.api_url + "/health")
         assert response.status_code == 503 and response.json()["storage"] == "unreachable"
     assert httpx.get(server.api_url + "/health").status_code == 200
+
+
+def test_too_many_bytes_in_flight_is_retryable_on_both_transports(make_server):
+    server = make_server(max_inflight_bytes=64 * 1024)
+    spans, run_id = record_support_run()
+    request = encode_spans(spans)
+    # Other exports fill the budget but for 100 bytes (held here), so this one does not fit.
+    assert request.ByteSize() > 100
+    with server.ingestor.budget.hold(64 * 1024 - 100):
+        response = httpx.post(server.http_endpoint + "/v1/traces", content=request.SerializeToString(),
+                              headers={"content-type": "application/x-protobuf"}, timeout=30)
+        assert response.status_code == 503 and int(response.headers["retry-after"]) >= 1
+        with pytest.raises(grpc.RpcError) as refused:
+            grpc_export(server, request)
+        assert refused.value.code() == grpc.StatusCode.UNAVAILABLE
+    assert server.ingestor.budget.in_flight == 0  # refused requests released what they held
+    assert httpx.get(f"{server.api_url}/v1/runs/{run_id}").status_code == 404
+    exporter = HttpExporter(endpoint=server.http_endpoint + "/v1/traces")
+    assert exporter.export(spans) == SpanExportResult.SUCCESS  # alone, it is admitted
