@@ -1,1 +1,1 @@
-"""agenttrail.service"""
+"""agenttrail.service — settings, API keys, process wiring and the ``agenttrail`` command."""
