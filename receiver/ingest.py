@@ -11,7 +11,7 @@ import asyncio
 from dataclasses import dataclass
 
 from agenttrail.service.auth import Principal
-from agenttrail.storage import RetryableError, StorageUnavailable
+from agenttrail.storage import StorageUnavailable
 
 from .admission import InflightBudget
 from .mapping import MappingResult
@@ -86,4 +86,4 @@ class TraceIngestor:
         return IngestOutcome(accepted=len(batch), rejected=rejected, error_message=message)
 
 
-__all__ = ["Forbidden", "IngestOutcome", "RetryableError", "TraceIngestor"]
+__all__ = ["Forbidden", "IngestOutcome", "TraceIngestor"]

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from .runs_sql import RUN_COLUMNS
 
-RUN_FIELDS = tuple(c for c in RUN_COLUMNS)
+RUN_FIELDS = RUN_COLUMNS
 
 STEP_FIELDS = (
     "step_id", "parent_step_id", "name", "kind", "operation", "span_kind", "service_name",

@@ -64,9 +64,7 @@ class Store:
         try:
             return self.client().query(sql, parameters=parameters or {}, **kwargs)
         except Exception as exc:
-            self._local.client = None
-            if _is_connection_error(exc):
-                raise StorageUnavailable(f"storage unreachable: {exc}") from exc
+            self._on_error(exc)
             raise
 
     def command(self, sql: str, parameters: dict | None = None):
@@ -74,10 +72,15 @@ class Store:
         try:
             return self.client().command(sql, parameters=parameters or {})
         except Exception as exc:
-            self._local.client = None
-            if _is_connection_error(exc):
-                raise StorageUnavailable(f"storage unreachable: {exc}") from exc
+            self._on_error(exc)
             raise
+
+    def _on_error(self, exc: Exception) -> None:
+        """A connection failure drops this thread's client (reconnect next time) and is raised
+        as StorageUnavailable; a query error (bad SQL, missing table) keeps the client."""
+        if _is_connection_error(exc):
+            self._local.client = None
+            raise StorageUnavailable(f"storage unreachable: {exc}") from exc
 
     def ping(self) -> bool:
         """True when the store answers and agenttrail's tables are there."""

@@ -150,12 +150,12 @@ class BatchWriter:
                 parameters={"projects": projects, "runs": run_ids},
             ).result_rows
         }
-        merged, results, seen = StepBatch(), [], stored
+        merged, results = StepBatch(), []
         for batch in batches:
             keep = []
             for i, key in enumerate(batch.keys()):
-                if key not in seen:
-                    seen.add(key)
+                if key not in stored:  # also drops a repeat of a key earlier in this group
+                    stored.add(key)
                     keep.append(i)
             merged.extend(batch.select(keep) if len(keep) < len(batch) else batch)
             results.append(WriteResult(accepted=len(batch), duplicates=len(batch) - len(keep)))
