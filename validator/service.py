@@ -96,19 +96,28 @@ def find_run_project(store, run_id: str, projects: list[str] | None = None) -> s
 def validate_run(store, run_id: str, runbook: Runbook, *, project: str | None = None,
                  projects: list[str] | None = None, info: RunbookInfo = RunbookInfo(),
                  source: str = "api", compiled: CompiledRunbook | None = None,
-                 engine: str = "sql") -> dict:
+                 engine: str = "python") -> dict:
     """Judge one run and store the verdict; returns the validation (``existing`` tells if reused).
 
-    The run's current state is read from its runs row first: when that state was already
-    judged with this runbook the stored validation is returned without evaluating again.
-    ``engine="sql"`` judges through the compiled query (as batches do); ``engine="python"``
-    fetches the run's steps and applies the reference evaluator — the same verdict (the
-    property tests hold the two equal) without the ~40 ms ClickHouse spends parsing and
-    planning the compiled query.
+    A run state (``input_hash``) already judged with this runbook returns the stored
+    validation instead of a new one.
+
+    ``engine="python"`` (the default for one run): one query reads the run's steps together
+    with the states already judged; the steps give the run's state and, through the reference
+    evaluator, its verdict; then one insert (or, for a judged state, one read of that verdict).  ``engine="sql"`` reads the state from the runs row and judges through the compiled
+    query, as batches do; ClickHouse spends ~40 ms parsing and planning that query, which
+    pays off over many runs but dominates for one.  The property tests hold both engines to
+    the same verdicts.
     """
     if engine not in ("sql", "python"):
         raise ValueError(f"engine must be 'sql' or 'python', not {engine!r}")
     project = project or find_run_project(store, run_id, projects)
+    if engine == "python":
+        result, judged = judge_in_python(store, runbook, project, run_id)
+        if result is None:
+            raise RunNotFound(run_id)
+        stored = _stored(store, project, run_id, result["input_hash"]) if result["input_hash"] in judged else None
+        return stored or {**persist(store, [result], runbook, info, source)[0], "existing": False}
     state = list(store.query(
         "SELECT step_count, toUnixTimestamp64Milli(last_span_at) AS ms, NOT root_missing AS has_root "
         "FROM runs FINAL WHERE project_id = {p:String} AND run_id = {r:String}",
@@ -119,11 +128,7 @@ def validate_run(store, run_id: str, runbook: Runbook, *, project: str | None = 
     stored = _stored(store, project, run_id, known)
     if stored:
         return stored
-    if engine == "python":
-        results = judge_in_python(store, runbook, project, run_id)
-    else:
-        compiled = compiled or compile_runbook(runbook)
-        results = judge(store, compiled, Selection(project=project, run_ids=(run_id,)))
+    results = judge(store, compiled or compile_runbook(runbook), Selection(project=project, run_ids=(run_id,)))
     if not results:
         raise RunNotFound(run_id)
     (result,) = results
@@ -134,27 +139,33 @@ def validate_run(store, run_id: str, runbook: Runbook, *, project: str | None = 
     return {**persist(store, [result], runbook, info, source)[0], "existing": False}
 
 
+# The run's steps, each row also carrying (one scalar subquery, so one round trip) the input
+# hashes this runbook already has verdicts for on this run.
 _STEP_QUERY = """
 SELECT step_id, parent_step_id, name, toString(kind) AS kind, tool_name, tool_arguments,
        toString(status) AS status, toUnixTimestamp64Nano(start_time) AS start_time,
        toUnixTimestamp64Nano(end_time) AS end_time, duration_ns, input_tokens, output_tokens,
-       total_tokens, cost_usd, toUnixTimestamp64Milli(ingested_at) AS ingested_ms
+       total_tokens, cost_usd, toUnixTimestamp64Milli(ingested_at) AS ingested_ms,
+       (SELECT groupUniqArray(input_hash) FROM validations WHERE project_id = {p:String}
+        AND run_id = {r:String} AND runbook_hash = {h:String}) AS judged
 FROM steps FINAL WHERE project_id = {p:String} AND run_id = {r:String}"""
 
 
-def judge_in_python(store, runbook: Runbook, project: str, run_id: str) -> list[dict]:
-    """One run judged by the reference evaluator over its fetched steps (``[]`` if absent)."""
-    steps = list(store.query(_STEP_QUERY, {"p": project, "r": run_id}).named_results())
+def judge_in_python(store, runbook: Runbook, project: str, run_id: str) -> tuple[dict | None, set[str]]:
+    """One run judged by the reference evaluator over its fetched steps, and the input hashes
+    already judged with this runbook; ``(None, set())`` when the run has no steps."""
+    steps = list(store.query(_STEP_QUERY, {"p": project, "r": run_id, "h": runbook.content_hash}).named_results())
     if not steps:
-        return []
+        return None, set()
     verdict = evaluate(runbook, steps)
     has_root = any(s["parent_step_id"] == "" for s in steps)
     step_count, last_ms = len(steps), max(s["ingested_ms"] for s in steps)
-    return [{"project_id": project, "run_id": run_id, **verdict,
-             "input_hash": input_hash(runbook.content_hash, step_count, last_ms, has_root),
-             "summary": {"rules": len(runbook.rule_ids()),
-                         "failed_rules": sorted({r["rule"] for r in verdict["reasons"]}),
-                         "step_count": step_count, "root_arrived": has_root}}]
+    result = {"project_id": project, "run_id": run_id, **verdict,
+              "input_hash": input_hash(runbook.content_hash, step_count, last_ms, has_root),
+              "summary": {"rules": len(runbook.rule_ids()),
+                          "failed_rules": sorted({r["rule"] for r in verdict["reasons"]}),
+                          "step_count": step_count, "root_arrived": has_root}}
+    return result, set(steps[0]["judged"])
 
 
 def _stored(store, project: str, run_id: str, key: str) -> dict | None:
