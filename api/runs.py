@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from typing import Literal
 
+import asyncio
+
 from fastapi import APIRouter, Depends, Query
+from starlette.concurrency import run_in_threadpool
 
 from agenttrail.service.auth import Principal
 from agenttrail.storage import Store
@@ -41,17 +44,22 @@ def _visible_run(store: Store, run_id: str, principal: Principal) -> dict:
 
 
 @router.get("/v1/runs/{run_id}")
-def run_detail(run_id: str = Depends(run_id_path), store: Store = Depends(get_store),
-               principal: Principal = Depends(reader)) -> dict:
+async def run_detail(run_id: str = Depends(run_id_path), store: Store = Depends(get_store),
+                     principal: Principal = Depends(reader)) -> dict:
     """One run with its totals, its steps in execution order and its latest validation.
 
     ``run_id`` is the trace id (32 hex) or its UUID form.  ``validation`` is null until the
     run has been validated against a runbook.
     """
-    row = _visible_run(store, run_id, principal)
+    row = await run_in_threadpool(_visible_run, store, run_id, principal)
+    # Both reads need only the run's project: run them side by side (each is mostly
+    # ClickHouse's fixed per-query cost, so together they take about as long as the slower one).
+    steps, validations = await asyncio.gather(
+        run_in_threadpool(get_steps, store, row["project_id"], run_id),
+        run_in_threadpool(latest_validations, store, row["project_id"], [run_id]))
     body = run_json(row)
-    body["steps"] = [step_json(s) for s in get_steps(store, row["project_id"], run_id)]
-    body["validation"] = latest_validations(store, row["project_id"], [run_id]).get(run_id)
+    body["steps"] = [step_json(s) for s in steps]
+    body["validation"] = validations.get(run_id)
     return body
 
 
