@@ -2,8 +2,9 @@
 
 Starts ``agenttrail serve`` on a fresh embedded store (or uses --server), sends pre-encoded
 512-span requests of realistic agent runs over OTLP/HTTP protobuf and/or OTLP/gRPC from
---concurrency client threads, and reports spans/s, p50/p99 export latency and the server's
-peak RSS.  agenttrail answers an export only after its spans are written, so every
+--concurrency client threads, and reports spans/s, p50/p99 export latency, the server's
+peak RSS and the CPU time per span of the server, its mapping workers and the client.
+agenttrail answers an export only after its spans are written, so every
 acknowledged span is already queryable; the script checks a sample through the REST API.
 
     python bench/ingest_bench.py --protocol both --requests 300 --concurrency 32 [--ingest-workers N]
@@ -13,7 +14,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import random
+import resource
 import shutil
 import socket
 import statistics
@@ -130,6 +133,28 @@ def start_server(data_dir: str, extra_args: tuple[str, ...] = ()):
     raise SystemExit("server did not start")
 
 
+def cpu_seconds(pid: int) -> dict[str, float]:
+    """CPU seconds (user + system) used so far by ``pid`` (``main``) and its children
+    (``workers``: the mapping processes) from /proc, and by this load generator."""
+    tick = os.sysconf("SC_CLK_TCK")
+
+    def stat(p):
+        with open(f"/proc/{p}/stat") as fh:
+            fields = fh.read().rsplit(")", 1)[1].split()
+        return int(fields[1]), (int(fields[11]) + int(fields[12])) / tick  # ppid, utime + stime
+
+    workers = 0.0
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                ppid, used = stat(entry)
+            except OSError:  # gone meanwhile
+                continue
+            workers += used if ppid == pid else 0.0
+    own = resource.getrusage(resource.RUSAGE_SELF)
+    return {"main": stat(pid)[1], "workers": workers, "load_generator": own.ru_utime + own.ru_stime}
+
+
 def peak_rss_mib(pid: int) -> float:
     with open(f"/proc/{pid}/status") as fh:
         for line in fh:
@@ -228,7 +253,13 @@ def main() -> None:
         results = []
         for n, protocol in enumerate(protocols):
             bodies, sample = build_requests(args.requests, args.spans_per_request, seed=n + 1)
+            before = cpu_seconds(proc.pid)
             result = run_load(protocol, bodies, ports, args.concurrency, args.spans_per_request)
+            after = cpu_seconds(proc.pid)
+            # Where the CPU went, per acknowledged span: server process, mapping workers, and
+            # this client (on a small machine it competes with the server for the same cores).
+            result["cpu_us_per_span"] = {k: round((after[k] - before[k]) / max(result["acknowledged_spans"], 1) * 1e6, 1)
+                                         for k in after}
             result["sampled_runs_queryable"] = f"{check_sample(ports, sample[:50])}/{min(50, len(sample))}"
             results.append(result)
             print(json.dumps(result), flush=True)

@@ -1,6 +1,9 @@
 """OTLP/gRPC receiver: ``TraceService/Export`` (plus metrics and logs) on port 4317.
 
-Runs on grpc.aio in the service's event loop.  Backpressure and storage outages answer
+Runs on grpc.aio in the service's event loop.  ``TraceService/Export`` takes the request as
+raw bytes (no deserializer): they go to the mapping workers as they came, so the server
+process neither parses nor re-encodes the message, and a malformed body is an
+INVALID_ARGUMENT naming the bad field, as over HTTP.  Backpressure and storage outages answer
 UNAVAILABLE with a RetryInfo trailer (``google.rpc.retryinfo-bin``, which the OpenTelemetry
 exporters read, and the standard ``grpc-status-details-bin``), so clients back off and retry.
 """
@@ -14,7 +17,7 @@ from google.protobuf import duration_pb2
 from google.rpc import error_details_pb2, status_pb2
 from opentelemetry.proto.collector.logs.v1 import logs_service_pb2, logs_service_pb2_grpc
 from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2, metrics_service_pb2_grpc
-from opentelemetry.proto.collector.trace.v1 import trace_service_pb2, trace_service_pb2_grpc
+from opentelemetry.proto.collector.trace.v1 import trace_service_pb2
 
 from .errors import classify
 from .ingest import TraceIngestor
@@ -45,19 +48,23 @@ async def _abort(context, exc: Exception):
     await context.abort(failure.grpc_code, failure.message, trailing_metadata=trailers)
 
 
-class TraceService(trace_service_pb2_grpc.TraceServiceServicer):
-    """``opentelemetry.proto.collector.trace.v1.TraceService``."""
+_TRACE_SERVICE = "opentelemetry.proto.collector.trace.v1.TraceService"
+
+
+class TraceService:
+    """``opentelemetry.proto.collector.trace.v1.TraceService``; ``Export`` gets encoded bytes."""
 
     def __init__(self, ingestor: TraceIngestor, keyring):
         self.ingestor = ingestor
         self.keyring = keyring
 
-    async def Export(self, request, context):  # noqa: N802 (gRPC method name)
+    async def Export(self, request: bytes, context):  # noqa: N802 (gRPC method name)
         try:
             headers = _metadata(context)
             principal = self.keyring.authenticate(headers.get("x-api-key"), headers.get("authorization"))
-            with self.ingestor.budget.hold(request.ByteSize()):
-                outcome = await self.ingestor.export(request, principal, headers.get("x-agenttrail-project"))
+            with self.ingestor.budget.hold(len(request)):
+                outcome = await self.ingestor.export(request, principal, headers.get("x-agenttrail-project"),
+                                                     encoding="protobuf")
         except Exception as exc:
             await _abort(context, exc)
         response = trace_service_pb2.ExportTraceServiceResponse()
@@ -103,7 +110,10 @@ def create_grpc_server(ingestor: TraceIngestor, keyring, max_request_bytes: int)
         ("grpc.max_receive_message_length", max_request_bytes),
         ("grpc.max_send_message_length", 4 * 1024 * 1024),
     ])
-    trace_service_pb2_grpc.add_TraceServiceServicer_to_server(TraceService(ingestor, keyring), server)
+    export = grpc.unary_unary_rpc_method_handler(
+        TraceService(ingestor, keyring).Export, request_deserializer=None,  # None: the raw bytes
+        response_serializer=trace_service_pb2.ExportTraceServiceResponse.SerializeToString)
+    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(_TRACE_SERVICE, {"Export": export}),))
     metrics_service_pb2_grpc.add_MetricsServiceServicer_to_server(MetricsService(keyring), server)
     logs_service_pb2_grpc.add_LogsServiceServicer_to_server(LogsService(keyring), server)
     return server

@@ -148,3 +148,25 @@ def test_invalid_utf8_in_protobuf_string_is_400(server):
     span.trace_id, span.span_id, span.name = b"\x01" * 16, b"\x02" * 8, "placeholder"
     body = request.SerializeToString().replace(b"placeholder", b"placeh\xff\xfeer")
     assert post(server, body, PROTOBUF).status_code == 400
+
+
+def test_grpc_garbage_and_bad_utf8_are_invalid_argument(server, stored_run):
+    """gRPC Export decodes the raw bytes itself: bad bodies name the problem, nothing else breaks."""
+    import grpc
+
+    request = trace_service_pb2.ExportTraceServiceRequest()
+    span = request.resource_spans.add().scope_spans.add().spans.add()
+    span.trace_id, span.span_id, span.name = b"\x01" * 16, b"\x02" * 8, "placeholder"
+    bad_utf8 = request.SerializeToString().replace(b"placeholder", b"placeh\xff\xfeer")
+    with grpc.insecure_channel(server.grpc_endpoint) as channel:
+        export = channel.unary_unary("/opentelemetry.proto.collector.trace.v1.TraceService/Export")
+        for body in (b"\xff\xfe garbage \x00\x01" * 10, bad_utf8):
+            with pytest.raises(grpc.RpcError) as failure:
+                export(body, timeout=10)
+            assert failure.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+            assert failure.value.details()
+        assert export(b"", timeout=10) == b""  # an empty request is a valid, empty export
+        spans, run_id = record_support_run()
+        export(encode_spans(spans).SerializeToString(), timeout=10)
+    assert run_of(server, run_id).json()["step_count"] == len(spans)
+    assert_still_intact(server, stored_run)
