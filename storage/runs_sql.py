@@ -9,8 +9,13 @@ Rules (see README "Runs"):
 * no root yet: status ``in_progress``, ``root_missing = 1``, timing from the steps seen;
 * tokens and cost are summed over ``llm`` steps only — agent spans often repeat
   aggregated usage, and counting them too would double the total;
-* ``cost_usd`` is NULL when the run has llm steps and none of them could be priced.
+* totals the agent declared on its root (:mod:`.declared`) raise ``total_tokens`` and
+  ``cost_usd`` to the declared value when that is greater than the llm steps' sum;
+* ``cost_usd`` is NULL when the run has llm steps, none of them could be priced, and no
+  cost was declared.
 """
+
+from .declared import DECLARED_COST_SQL, DECLARED_TOKENS_SQL
 
 # (run column, aggregate over its steps).  Aliases are prefixed ``r_`` so that none shadows
 # a steps column of the same name inside another aggregate.
@@ -40,10 +45,12 @@ RUN_AGGREGATES: tuple[tuple[str, str], ...] = (
     ("output_tokens", "sumIf(output_tokens, kind = 'llm')"),
     ("cache_read_tokens", "sumIf(cache_read_tokens, kind = 'llm')"),
     ("reasoning_tokens", "sumIf(reasoning_tokens, kind = 'llm')"),
-    ("total_tokens", "sumIf(total_tokens, kind = 'llm')"),
+    ("declared_tokens", f"max({DECLARED_TOKENS_SQL})"),
+    ("declared_cost", f"max({DECLARED_COST_SQL})"),
+    ("total_tokens", "greatest(sumIf(total_tokens, kind = 'llm'), r_declared_tokens)"),
     ("unpriced_llm_calls", "countIf(kind = 'llm' AND cost_usd IS NULL)"),
-    ("cost_usd", "if(r_llm_calls > 0 AND r_unpriced_llm_calls = r_llm_calls, NULL, "
-                 "sumIf(assumeNotNull(cost_usd), kind = 'llm' AND cost_usd IS NOT NULL))"),
+    ("cost_usd", "if(r_llm_calls > 0 AND r_unpriced_llm_calls = r_llm_calls AND r_declared_cost = 0, NULL, "
+                 "greatest(sumIf(assumeNotNull(cost_usd), kind = 'llm' AND cost_usd IS NOT NULL), r_declared_cost))"),
     ("root_missing", "NOT r_has_root"),
     ("orphan_count", "length(arrayFilter(p -> p != '' AND NOT has(groupArray(step_id), p), groupArray(parent_step_id)))"),
     ("tools", "arraySort(groupUniqArrayIf(tool_name, tool_name != ''))"),
@@ -52,7 +59,9 @@ RUN_AGGREGATES: tuple[tuple[str, str], ...] = (
     ("last_span_at", "max(ingested_at)"),
 )
 
-RUN_COLUMNS: tuple[str, ...] = tuple(name for name, _ in RUN_AGGREGATES if name != "has_root")
+# Intermediate aggregates that other columns use but the runs table does not keep.
+_INTERMEDIATE = {"has_root", "declared_tokens", "declared_cost"}
+RUN_COLUMNS: tuple[str, ...] = tuple(name for name, _ in RUN_AGGREGATES if name not in _INTERMEDIATE)
 
 RUN_AGGREGATES_SQL = ",\n    ".join(f"{expr} AS r_{name}" for name, expr in RUN_AGGREGATES)
 """The select list that turns a group of steps into run columns (aliases ``r_<column>``)."""

@@ -163,3 +163,20 @@ def test_hostile_strings_are_stored_verbatim(api):
         assert step["tool"] == hostile and step["error_message"] == hostile and step["attributes"][hostile] == hostile
         assert [r["run_id"] for r in c.get("/v1/runs", params={"tool": hostile, "project_id": hostile}).json()["runs"]] \
             == [run["run_id"]]
+
+
+def test_seed_000_declared_totals_count_toward_budgets(api):
+    """A seed-000 run has no model calls, only run.end totals: budgets must see those."""
+    batch = seed_batch()
+    batch["events"][-1]["totals"] = {"tokens": 500, "cost_usd": 2.5}
+    runbook = ("allowed_tools:\n  - httpx.post\nrequired_steps:\n  - name: \"shorten\"\n"
+               "budgets:\n  max_total_tokens: 100\n  max_total_cost_usd: 1.0\n")
+    with client(api) as c:
+        assert c.post("/v1/events", json=batch).status_code == 200
+        run = c.get(f"/v1/runs/{RUN}").json()
+        assert (run["total_tokens"], run["cost_usd"]) == (500, 2.5)
+        verdict = c.post(f"/v1/runs/{RUN}/validate", json={"runbook_yaml": runbook}).json()
+    root = run["steps"][0]["step_id"]
+    assert verdict["status"] == "failed"
+    assert [(r["rule"], r["observed"], r["step_ids"]) for r in verdict["reasons"]] == [
+        ("budgets.max_total_tokens", 500, [root]), ("budgets.max_total_cost_usd", 2.5, [root])]

@@ -56,6 +56,32 @@ def test_run_totals_from_llm_steps_only(store):
     assert [s["depth"] for s in get_steps(store, "p", RUN)] == [0, 1, 1, 2, 1]
 
 
+def test_declared_totals_raise_run_totals_never_add(store):
+    """Seed 000's set_totals / run.end: the greater of the llm sum and the root's declaration."""
+    declared = {"agenttrail.totals.total_tokens": "500", "agenttrail.totals.cost_usd": "0.005"}
+    store.writer.write(batch_of([{**STEPS[0], "attributes": declared}, *STEPS[1:]]))
+    row = run_row(store)
+    assert (row["total_tokens"], row["cost_usd"], row["input_tokens"]) == (500, 0.01, 105)  # 500 > 120, 0.01 > 0.005
+
+
+@pytest.mark.parametrize("attributes, tokens, cost", [
+    ({"agenttrail.totals.tokens": "42", "agenttrail.totals.cost_usd": "0.25"}, 42, 0.25),  # event API names
+    ({"agenttrail.totals.total_tokens": "-5", "agenttrail.totals.cost_usd": "1e3"}, 0, None),  # not plain numbers
+    ({"agenttrail.totals.total_tokens": "9" * 16, "agenttrail.totals.cost_usd": "abc"}, 0, None),  # too long
+])
+def test_declared_totals_without_llm_steps(store, attributes, tokens, cost):
+    root = step("1", kind="agent", attributes=attributes)
+    store.writer.write(batch_of([root, step("3", "1", kind="tool", tool_name="search")]))
+    row = run_row(store)
+    assert (row["total_tokens"], row["cost_usd"]) == (tokens, cost if cost is not None else 0.0)
+
+
+def test_declared_totals_on_a_child_do_not_count(store):
+    child = step("2", "1", kind="tool", attributes={"agenttrail.totals.total_tokens": "77"})
+    store.writer.write(batch_of([STEPS[0], child]))
+    assert run_row(store)["total_tokens"] == 0
+
+
 @pytest.mark.parametrize("seed", range(4))
 def test_every_arrival_order_with_duplicates_gives_the_same_run(store, seed):
     rng = random.Random(seed)

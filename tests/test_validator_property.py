@@ -1,7 +1,7 @@
 """Property test: the compiled SQL and the Python reference evaluator agree on random runs.
 
-Random runs (tools, names, kinds, arguments, tokens, latencies, statuses, tied start times,
-missing roots) are written through the real writer into chDB; a random runbook is compiled
+Random runs (tools, names, kinds, arguments, tokens, declared totals, latencies, statuses,
+tied start times, missing roots) are written through the real writer into chDB; a random runbook is compiled
 and one query judges all of an example's runs; each verdict must equal the reference's
 (status, rule ids, step ids — and also observed values and messages).
 """
@@ -26,7 +26,21 @@ ARGS = ["", "{}", '{"url": "https://docs.example.com/a"}', '{"url": "http://evil
         '{"url": 5}', "[1, 2]", "not json", '{"q": "x", "url": "https://docs.example.com/b"}',
         '{"q": "héllo"}']
 GLOBS = ["search", "fetch*", "shell.*", "*", "f?tch", "[fs]*", "order_*", "Plan", "[!p]*"]
+# Totals a run declares on its root (seed 000's set_totals / run.end), valid and not.
+DECLARED_TOKENS = ["", "40", "200", "007", "abc", "-5", "1e3", "12.5", "9" * 16, " 40", "٣"]
+DECLARED_COST = ["", "0.3", "3", "0.05", "x", "1e-3", "0.1.2", "-1", ".5", "2.", "0.2"]
 _ids = itertools.count()
+
+
+def declared(draw) -> dict[str, str]:
+    """Sometimes, declared totals under either token key and a cost, valid or hostile."""
+    attributes = {}
+    if draw(st.integers(0, 2)) == 0:
+        key = draw(st.sampled_from(["agenttrail.totals.total_tokens", "agenttrail.totals.tokens"]))
+        attributes[key] = draw(st.sampled_from(DECLARED_TOKENS))
+    if draw(st.integers(0, 2)) == 0:
+        attributes["agenttrail.totals.cost_usd"] = draw(st.sampled_from(DECLARED_COST))
+    return attributes
 
 
 @st.composite
@@ -49,6 +63,7 @@ def runs(draw):
             duration_ns=draw(st.sampled_from([0, 1_000_000, 1_500_000_000, 3_000_000_000])),
             input_tokens=inp, output_tokens=out, total_tokens=inp + out,
             cost_usd=draw(st.sampled_from([None, 0.001, 0.1, 0.25, 1.5])),
+            attributes=declared(draw),  # counted on roots only
         ))
     return steps
 

@@ -6,12 +6,15 @@ clarity, not speed; the SQL compiler must agree with it on every run (property t
 Step order — used for ``required_steps``, budget crossings, loops and the order of step ids
 in a reason — is ``start_time`` then ``step_id``.  A *tool call* is a step with a non-empty
 ``tool_name``.  Tokens and cost count ``llm`` steps only, as the runs table does; an llm step
-without a price counts 0.
+without a price counts 0.  A total the run's root declares (:mod:`agenttrail.storage.declared`)
+counts for ``max_total_tokens`` / ``max_total_cost_usd`` when it is the greater.
 """
 
 from __future__ import annotations
 
 import json
+
+from agenttrail.storage.declared import declared_cost, declared_tokens
 
 from .runbook import Runbook
 from .verdict import Finding, build_verdict
@@ -26,6 +29,7 @@ _BUDGET_VALUE = {
     "max_tool_calls": lambda s: int(s["kind"] == "tool"),
     "max_errors": lambda s: int(s["status"] == "error"),
 }
+_DECLARED = {"max_total_tokens": declared_tokens, "max_total_cost_usd": declared_cost}
 
 
 def evaluate(runbook: Runbook, steps: list[dict]) -> dict:
@@ -85,6 +89,11 @@ def _budgets(rb: Runbook, steps: list[dict], has_root: bool) -> list[Finding]:
             total += _BUDGET_VALUE[key](s)
             if crossing is None and total > limit:
                 crossing = s
+        if key in _DECLARED:  # the greater of the sum and the root's declaration
+            declared = [(_DECLARED[key](s), s) for s in steps]
+            total = max(total, max(value for value, _ in declared))
+            if crossing is None:
+                crossing = next((s for value, s in declared if value > limit), None)
         if crossing is not None:
             out.append(Finding(f"budgets.{key}", total, (crossing["step_id"],)))
     return out

@@ -7,6 +7,8 @@ finding tuples (see :func:`.sqlbuild.finding`) evaluated over the run's step arr
 
 from __future__ import annotations
 
+from agenttrail.storage.declared import DECLARED_COST_SQL, DECLARED_TOKENS_SQL
+
 from .runbook import Runbook
 from .sqlbuild import Builder, distinct_sorted, finding, ids_where
 
@@ -20,6 +22,8 @@ _BUDGET_FIELD = {
     "max_tool_calls": "toUInt64(kind = 'tool')",
     "max_errors": "toUInt64(status = 'error')",
 }
+# Budgets that a total declared on the run's root also counts toward (as reference._DECLARED).
+_DECLARED_FIELD = {"max_total_tokens": DECLARED_TOKENS_SQL, "max_total_cost_usd": DECLARED_COST_SQL}
 
 
 def rule_findings(rb: Runbook, b: Builder, index: dict[str, str]) -> list[str]:
@@ -83,7 +87,16 @@ def _budgets(rb: Runbook, b: Builder, index) -> list[str]:
         lim = b.param(float(limit) if is_cost else int(limit), "Float64" if is_cost else "UInt64")
         sums = b.derive(f"cum_{key}", f"arrayCumSum({b.field(key, _BUDGET_FIELD[key])})")
         crossing = b.derive(f"cross_{key}", f"arrayFirstIndex(x -> x > {lim}, {sums})", level=2)
-        out.append(finding(index[rule], f"{crossing} > 0", observed=f"{sums}[-1]", ids=f"[a_id[{crossing}]]"))
+        if key not in _DECLARED_FIELD:
+            out.append(finding(index[rule], f"{crossing} > 0", observed=f"{sums}[-1]", ids=f"[a_id[{crossing}]]"))
+            continue
+        # The greater of the llm steps' sum and the root's declared total; the proof is the
+        # step where the sum crossed the limit, else the root that declared too much.
+        declared = b.field(f"declared_{key}", _DECLARED_FIELD[key])
+        over = b.derive(f"over_{key}", f"arrayFirstIndex(x -> x > {lim}, {declared})", level=2)
+        most = b.derive(f"declared_max_{key}", f"arrayMax({declared})")
+        out.append(finding(index[rule], f"{crossing} > 0 OR {over} > 0", observed=f"greatest({sums}[-1], {most})",
+                           ids=f"[a_id[if({crossing} > 0, {crossing}, {over})]]"))
     return out
 
 

@@ -20,6 +20,8 @@ import uuid
 from datetime import datetime, timezone
 from dataclasses import dataclass
 
+from agenttrail.storage.declared import DECLARED_ATTRIBUTES_SQL
+
 from .compiler import CompiledRunbook, Selection, compile_runbook
 from .reference import evaluate
 from .runbook import Runbook
@@ -141,14 +143,15 @@ def validate_run(store, run_id: str, runbook: Runbook, *, project: str | None = 
 
 # The run's steps, each row also carrying (one scalar subquery, so one round trip) the input
 # hashes this runbook already has verdicts for on this run.
-_STEP_QUERY = """
+_STEP_QUERY = f"""
 SELECT step_id, parent_step_id, name, toString(kind) AS kind, tool_name, tool_arguments,
        toString(status) AS status, toUnixTimestamp64Nano(start_time) AS start_time,
        toUnixTimestamp64Nano(end_time) AS end_time, duration_ns, input_tokens, output_tokens,
-       total_tokens, cost_usd, toUnixTimestamp64Milli(ingested_at) AS ingested_ms,
-       (SELECT groupUniqArray(input_hash) FROM validations WHERE project_id = {p:String}
-        AND run_id = {r:String} AND runbook_hash = {h:String}) AS judged
-FROM steps FINAL WHERE project_id = {p:String} AND run_id = {r:String}"""
+       total_tokens, cost_usd, {DECLARED_ATTRIBUTES_SQL} AS attributes,
+       toUnixTimestamp64Milli(ingested_at) AS ingested_ms,
+       (SELECT groupUniqArray(input_hash) FROM validations WHERE project_id = {{p:String}}
+        AND run_id = {{r:String}} AND runbook_hash = {{h:String}}) AS judged
+FROM steps FINAL WHERE project_id = {{p:String}} AND run_id = {{r:String}}"""
 
 
 def judge_in_python(store, runbook: Runbook, project: str, run_id: str) -> tuple[dict | None, set[str]]:
