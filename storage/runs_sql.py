@@ -66,6 +66,12 @@ RUN_COLUMNS: tuple[str, ...] = tuple(name for name, _ in RUN_AGGREGATES if name 
 RUN_AGGREGATES_SQL = ",\n    ".join(f"{expr} AS r_{name}" for name, expr in RUN_AGGREGATES)
 """The select list that turns a group of steps into run columns (aliases ``r_<column>``)."""
 
+# The runs of one commit are spread over the whole (project_id, run_id) key space, so the
+# key selects a granule of nearly every part.  ClickHouse does not move a WHERE to PREWHERE
+# under FINAL unless told to; here it is safe (both columns are in the sorting key, so every
+# version of a row passes or fails together), and with it only the granules that really hold
+# the runs are read in full.  Without it each commit read every column of the whole partition:
+# cost grew with the table (22 -> 90 us/span of CPU from 160k to 1M stored spans).
 RECOMPUTE_RUNS_SQL = f"""
 INSERT INTO runs ({", ".join(RUN_COLUMNS)}, version)
 SELECT {", ".join("r_" + name for name in RUN_COLUMNS)}, {{version:UInt64}}
@@ -74,4 +80,5 @@ FROM (
     FROM steps FINAL
     WHERE project_id IN {{projects:Array(String)}} AND run_id IN {{runs:Array(String)}}
     GROUP BY project_id, run_id
-)"""
+)
+SETTINGS optimize_move_to_prewhere_if_final = 1"""
