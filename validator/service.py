@@ -119,11 +119,12 @@ def validate_run(store, run_id: str, runbook: Runbook, *, project: str | None = 
     if engine == "python":
         earlier = _READS.submit(_verdicts_of, store, project, run_id, runbook.content_hash)
         result = judge_in_python(store, runbook, project, run_id)
-        stored = [row for row in earlier.result() if result and row["input_hash"] == result["input_hash"]]
+        verdicts = earlier.result()
         if result is None:
             raise RunNotFound(run_id)
-        if stored:
-            return {**_record(stored[0]), "existing": True}
+        for row in verdicts:  # oldest first: the first verdict of this state is the one kept
+            if row["input_hash"] == result["input_hash"]:
+                return {**_record(row), "existing": True}
         return {**persist(store, [result], runbook, info, source)[0], "existing": False}
     state = list(store.query(
         "SELECT step_count, toUnixTimestamp64Milli(last_span_at) AS ms, NOT root_missing AS has_root "
