@@ -53,6 +53,16 @@ class RunbookChoice(BaseModel):
     version: int | None = Field(default=None, ge=1)
 
 
+class ValidateIn(RunbookChoice):
+    """A runbook for one run, and which evaluator judges it."""
+
+    engine: Literal["python", "sql"] = Field(
+        default="python",
+        description="`python` (default): the reference evaluator over the run's fetched steps; "
+                    "`sql`: the compiled runbook query that batches use. Both give the same verdict; "
+                    "for one run `python` is several times faster.")
+
+
 class BatchIn(RunbookChoice):
     """A project window to judge."""
 
@@ -144,13 +154,13 @@ def _run_project(store: Store, run_id: str, principal: Principal) -> str:
 
 
 @router.post("/v1/runs/{run_id}/validate")
-def validate(body: RunbookChoice, run_id: str = Depends(run_id_path), store: Store = Depends(get_store),
+def validate(body: ValidateIn, run_id: str = Depends(run_id_path), store: Store = Depends(get_store),
              principal: Principal = Depends(reader)) -> dict:
     """Judge one run against a runbook and store the verdict (idempotent per run state)."""
     project = _run_project(store, run_id, principal)
     runbook, info = _choose(store, project, body)
     try:
-        return validate_run(store, run_id, runbook, project=project, info=info, source="api")
+        return validate_run(store, run_id, runbook, project=project, info=info, source="api", engine=body.engine)
     except RunNotFound:
         raise ApiError(404, f"run {run_id} not found") from None
 

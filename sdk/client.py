@@ -142,11 +142,18 @@ class Client:
         """One run with its steps in order (and its latest validation when there is one)."""
         return Run.from_dict(self._request("GET", f"/v1/runs/{_segment(run_id)}"))
 
-    def validate(self, run_id: str, runbook_yaml: str | None = None, *, runbook: str | None = None) -> Validation:
-        """Judge a run against a runbook given as YAML text or by its stored name."""
+    def validate(self, run_id: str, runbook_yaml: str | None = None, *, runbook: str | None = None,
+                 engine: str | None = None) -> Validation:
+        """Judge a run against a runbook given as YAML text or by its stored name.
+
+        ``engine``: ``"python"`` (the server's default) or ``"sql"`` (the compiled query that
+        batches use); both give the same verdict.
+        """
         if (runbook_yaml is None) == (runbook is None):
             raise ValueError("give exactly one of runbook_yaml or runbook")
         payload = {"runbook_yaml": runbook_yaml} if runbook_yaml is not None else {"runbook": runbook}
+        if engine is not None:
+            payload["engine"] = engine
         return Validation.from_dict(self._request("POST", f"/v1/runs/{_segment(run_id)}/validate", json=payload))
 
     def validations(self, run_id: str, *, limit: int | None = None) -> list[Validation]:

@@ -74,9 +74,17 @@ def test_validate_a_run_inline_or_stored(client):
     assert detail.status_code == 200 and detail.json()["validation"]["status"] == "failed"  # run detail shows it
 
 
+def test_both_engines_judge_one_run_alike(client):
+    by_sql = client.post(f"/v1/runs/{RUN_B}/validate", json={"runbook_yaml": RB, "engine": "sql"}, headers=A).json()
+    assert by_sql["status"] == "failed" and not by_sql["existing"]
+    again = client.post(f"/v1/runs/{RUN_B}/validate", json={"runbook_yaml": RB, "engine": "python"}, headers=A).json()
+    assert again["existing"] and again["validation_id"] == by_sql["validation_id"]  # same state, same verdict
+
+
 @pytest.mark.parametrize("body, status", [
     ({}, 422), ({"runbook_yaml": RB, "runbook": "tools"}, 422), ({"runbook": "absent"}, 404),
     ({"runbook_yaml": "allowed_tools: ["}, 422), ({"runbook_yaml": RB, "version": 0}, 422),
+    ({"runbook_yaml": RB, "engine": "fast"}, 422), ({"runbook_yaml": RB, "engine": ["sql"]}, 422),
 ])
 def test_validate_rejects_bad_bodies(client, body, status):
     assert client.post(f"/v1/runs/{RUN_A}/validate", json=body, headers=A).status_code == status
