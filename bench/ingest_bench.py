@@ -13,6 +13,7 @@ acknowledged span is already queryable; the script checks a sample through the R
 from __future__ import annotations
 
 import argparse
+import http.client
 import json
 import os
 import random
@@ -168,19 +169,31 @@ def run_load(protocol: str, bodies: list[bytes], ports: dict, concurrency: int, 
     queue = list(range(len(bodies)))
 
     def http_worker():
-        import httpx
-        with httpx.Client(timeout=30) as client:
+        # The standard library's client on a keep-alive connection: the load generator shares
+        # the cores with the server, and httpx cost ~3x more CPU per request here.
+        connection = http.client.HTTPConnection("127.0.0.1", ports["http"], timeout=30)
+        headers = {"content-type": "application/x-protobuf"}
+        try:
             while True:
                 with lock:
                     if not queue:
                         return
                     i = queue.pop()
                 t = time.perf_counter()
-                r = client.post(f"http://127.0.0.1:{ports['http']}/v1/traces", content=bodies[i],
-                                headers={"content-type": "application/x-protobuf"})
+                try:
+                    connection.request("POST", "/v1/traces", body=bodies[i], headers=headers)
+                    response = connection.getresponse()
+                    response.read()
+                except (http.client.HTTPException, OSError) as exc:  # counted; reconnect next time
+                    connection.close()
+                    with lock:
+                        errors.append(type(exc).__name__)
+                    continue
                 with lock:
-                    (latencies if r.status_code == 200 else errors).append(
-                        time.perf_counter() - t if r.status_code == 200 else r.status_code)
+                    (latencies if response.status == 200 else errors).append(
+                        time.perf_counter() - t if response.status == 200 else response.status)
+        finally:
+            connection.close()
 
     def grpc_worker():
         import grpc
