@@ -201,7 +201,7 @@ def test_validate_a_run_against_a_runbook(server):
     again = client.validate_run(run.run_id, runbook_yaml=runbook)
     assert again.existing and again.validation_id == verdict.validation_id  # idempotent per run state
     by_sql = client.client.validate(run.run_id, runbook_yaml=runbook, engine="sql")
-    assert by_sql.existing and by_sql.validation_id == verdict.validation_id  # the same verdict either way
+    assert by_sql.existing and by_sql.validation_id == verdict.validation_id  # same state: the stored verdict
     with pytest.raises(errors.InvalidRequestError):
         client.client.validate(run.run_id, runbook_yaml=runbook, engine="quick")
     history = client.client.validations(run.run_id)

@@ -38,7 +38,7 @@ def cli(capsys, *argv):
     return code, out, err
 
 
-def test_single_runs_exit_codes(seeded, storage_dsn, database, capsys):
+def test_single_runs_exit_codes(seeded, storage_dsn, database, capsys, tmp_path):
     local = ["--storage", storage_dsn, "--database", database]
     assert cli(capsys, "--runbook", seeded, "--run", GOOD, *local)[0] == 0
     code, out, _ = cli(capsys, "--runbook", seeded, "--run", GOOD, "--run", BAD, *local)
@@ -47,6 +47,13 @@ def test_single_runs_exit_codes(seeded, storage_dsn, database, capsys):
     assert cli(capsys, "--runbook", seeded, "--run", OPEN, "--allow-incomplete", *local)[0] == 0
     code, _, err = cli(capsys, "--runbook", seeded, "--run", "missing", *local)
     assert code == 2 and "missing" in err
+    renamed = tmp_path / "renamed.yaml"  # another runbook hash: judged afresh, not reused
+    renamed.write_text(RB.replace("name: tools", "name: tools-by-sql"))
+    code, out, _ = cli(capsys, "--runbook", str(renamed), "--run", BAD, "--engine", "sql", *local)
+    assert code == 1 and "allowed_tools" in out and "steps: c1" in out  # the compiled query agrees
+    with pytest.raises(SystemExit) as exit_info:  # argparse: not one of the choices
+        main(["validate", "--runbook", seeded, "--run", GOOD, "--engine", "fast", *local])
+    assert exit_info.value.code == 2 and "--engine" in capsys.readouterr().err
 
 
 def test_project_window_with_junit_and_json(seeded, storage_dsn, database, capsys, tmp_path):
@@ -121,6 +128,10 @@ def server(store):
 def test_server_mode_matches_storage_mode(seeded, server, capsys, tmp_path):
     code, out, _ = cli(capsys, "--runbook", seeded, "--run", BAD, "--server", server, "--api-key", "k")
     assert code == 1 and "allowed_tools" in out
+    renamed = tmp_path / "renamed.yaml"  # another runbook hash: judged afresh, not reused
+    renamed.write_text(RB.replace("name: tools", "name: tools-by-sql"))
+    code, out, _ = cli(capsys, "--runbook", str(renamed), "--run", BAD, "--server", server, "--engine", "sql")
+    assert code == 1 and "allowed_tools" in out  # the server's compiled query agrees
     js = tmp_path / "remote.json"
     code, out, _ = cli(capsys, "--runbook", seeded, "--project", "p1", "--since", "2023-01-01T00:00:00Z",
                        "--server", server, "--json", str(js))

@@ -51,6 +51,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--progress", action="store_true", help="show a progress bar even when stderr is not a TTY")
     parser.add_argument("--allow-incomplete", action="store_true", help="incomplete runs do not fail the check")
     parser.add_argument("--allow-empty", action="store_true", help="no matching run is not a failure")
+    parser.add_argument("--engine", choices=("python", "sql"), default="python",
+                        help="with --run: judge each run by the reference evaluator (default) or by the "
+                             "compiled query that project windows use; both give the same verdicts")
 
 
 def parse_when(text: str, now: float) -> int:

@@ -31,7 +31,8 @@ def validate_local(args, runbook, progress) -> dict:
             for i, run_id in enumerate(args.run):
                 project = args.project or find_run_project(store, run_id)
                 runs.append(validate_run(store, run_id, runbook, project=project, source="cli",
-                                         info=RunbookInfo(runbook.name), compiled=compiled))
+                                         info=RunbookInfo(runbook.name), compiled=compiled,
+                                         engine=args.engine))
                 progress.update(i + 1, len(args.run), "runs")
             counts = {s: sum(r["status"] == s for r in runs) for s in ("passed", "failed", "incomplete")}
             return {"runbook": header, "counts": {**counts, "total": len(runs)}, "runs": runs}

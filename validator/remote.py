@@ -50,7 +50,7 @@ def validate_remote(args, runbook_text, progress) -> dict:
         runs = []
         for i, run_id in enumerate(args.run):
             runs.append(_post(args, f"/v1/runs/{urllib.parse.quote(run_id, safe='')}/validate",
-                              {"runbook_yaml": text}))
+                              {"runbook_yaml": text, "engine": args.engine}))
             progress.update(i + 1, len(args.run), "runs")
         counts = {s: sum(r["status"] == s for r in runs) for s in ("passed", "failed", "incomplete")}
         first = runs[0] if runs else {}
