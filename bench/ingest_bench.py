@@ -168,30 +168,40 @@ def run_load(protocol: str, bodies: list[bytes], ports: dict, concurrency: int, 
     latencies, errors, lock = [], [], threading.Lock()
     queue = list(range(len(bodies)))
 
+    def drive(send) -> None:
+        """Send requests until none are left; ``send`` returns None on success, else an error label."""
+        while True:
+            with lock:
+                if not queue:
+                    return
+                i = queue.pop()
+            t = time.perf_counter()
+            failure = send(bodies[i])
+            elapsed = time.perf_counter() - t
+            with lock:
+                if failure is None:
+                    latencies.append(elapsed)
+                else:
+                    errors.append(failure)
+
     def http_worker():
         # The standard library's client on a keep-alive connection: the load generator shares
         # the cores with the server, and httpx cost ~3x more CPU per request here.
         connection = http.client.HTTPConnection("127.0.0.1", ports["http"], timeout=30)
         headers = {"content-type": "application/x-protobuf"}
+
+        def send(body):
+            try:
+                connection.request("POST", "/v1/traces", body=body, headers=headers)
+                response = connection.getresponse()
+                response.read()
+            except (http.client.HTTPException, OSError) as exc:  # counted; reconnects next time
+                connection.close()
+                return type(exc).__name__
+            return None if response.status == 200 else response.status
+
         try:
-            while True:
-                with lock:
-                    if not queue:
-                        return
-                    i = queue.pop()
-                t = time.perf_counter()
-                try:
-                    connection.request("POST", "/v1/traces", body=bodies[i], headers=headers)
-                    response = connection.getresponse()
-                    response.read()
-                except (http.client.HTTPException, OSError) as exc:  # counted; reconnect next time
-                    connection.close()
-                    with lock:
-                        errors.append(type(exc).__name__)
-                    continue
-                with lock:
-                    (latencies if response.status == 200 else errors).append(
-                        time.perf_counter() - t if response.status == 200 else response.status)
+            drive(send)
         finally:
             connection.close()
 
@@ -200,20 +210,18 @@ def run_load(protocol: str, bodies: list[bytes], ports: dict, concurrency: int, 
         channel = grpc.insecure_channel(f"127.0.0.1:{ports['grpc']}",
                                         options=[("grpc.max_send_message_length", 64 << 20)])
         export = channel.unary_unary("/opentelemetry.proto.collector.trace.v1.TraceService/Export")
-        while True:
-            with lock:
-                if not queue:
-                    break
-                i = queue.pop()
-            t = time.perf_counter()
+
+        def send(body):
             try:
-                export(bodies[i], timeout=30)
-                with lock:
-                    latencies.append(time.perf_counter() - t)
+                export(body, timeout=30)
             except grpc.RpcError as exc:
-                with lock:
-                    errors.append(exc.code().name)
-        channel.close()
+                return exc.code().name
+            return None
+
+        try:
+            drive(send)
+        finally:
+            channel.close()
 
     worker = http_worker if protocol == "http" else grpc_worker
     threads = [threading.Thread(target=worker) for _ in range(concurrency)]
