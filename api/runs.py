@@ -10,14 +10,14 @@ from starlette.concurrency import run_in_threadpool
 
 from agenttrail.service.auth import Principal
 from agenttrail.storage import Store
-from agenttrail.storage.runs import get_run, get_steps
+from agenttrail.storage.runs import get_run, get_run_steps, get_steps
 from agenttrail.validator.service import latest_validations
 
 from .deps import get_store, project_scope, reader, run_id_path, visible_projects
 from .errors import ApiError
 from .params import text
 from .run_list import RunListParams, run_list
-from .serialize import run_json, step_json
+from .serialize import plain_json, run_json, step_json
 from .timeline import build_timeline
 
 router = APIRouter(tags=["runs"])
@@ -35,11 +35,30 @@ def list_runs(project_id: str | None = text("Only this project."),
     return run_list(store, project_scope(principal, project_id), params)
 
 
-def _visible_run(store: Store, run_id: str, principal: Principal) -> dict:
-    row = get_run(store, run_id, visible_projects(principal))
+def _row_and_validation(store: Store, run_id: str, projects, with_validation: bool):
+    row = get_run(store, run_id, projects)
+    if row is None or not with_validation:
+        return row, None
+    return row, latest_validations(store, row["project_id"], [run_id]).get(run_id)
+
+
+async def _read_run(store: Store, run_id: str, principal: Principal, *, with_validation: bool = False):
+    """The visible run row, its steps in execution order and (when asked) its latest validation.
+
+    The steps are read side by side with the run row rather than after it: each read is
+    mostly ClickHouse's fixed per-query cost, and one after the other they added up.
+    """
+    projects = visible_projects(principal)
+    (row, validation), steps = await asyncio.gather(
+        run_in_threadpool(_row_and_validation, store, run_id, projects, with_validation),
+        run_in_threadpool(get_run_steps, store, run_id, projects))
     if row is None:
         raise ApiError(404, f"run {run_id} not found")
-    return row
+    if not steps or any(step["project_id"] != row["project_id"] for step in steps):
+        # The two reads picked different rows (the same trace id arrived under another
+        # project in between): read the steps of the row being returned.
+        steps = await run_in_threadpool(get_steps, store, row["project_id"], run_id)
+    return row, steps, validation
 
 
 @router.get("/v1/runs/{run_id}")
@@ -50,36 +69,30 @@ async def run_detail(run_id: str = Depends(run_id_path), store: Store = Depends(
     ``run_id`` is the trace id (32 hex) or its UUID form.  ``validation`` is null until the
     run has been validated against a runbook.
     """
-    row = await run_in_threadpool(_visible_run, store, run_id, principal)
-    # Both reads need only the run's project: run them side by side (each is mostly
-    # ClickHouse's fixed per-query cost, so together they take about as long as the slower one).
-    steps, validations = await asyncio.gather(
-        run_in_threadpool(get_steps, store, row["project_id"], run_id),
-        run_in_threadpool(latest_validations, store, row["project_id"], [run_id]))
+    row, steps, validation = await _read_run(store, run_id, principal, with_validation=True)
     body = run_json(row)
     body["steps"] = [step_json(s) for s in steps]
-    body["validation"] = validations.get(run_id)
-    return body
+    body["validation"] = validation
+    return plain_json(body)
 
 
 @router.get("/v1/runs/{run_id}/steps")
-def run_steps(run_id: str = Depends(run_id_path),
-              kind: Literal["llm", "tool", "agent", "retrieval", "embedding", "workflow", "guardrail",
-                            "other"] | None = Query(None, description="Only steps of this kind."),
-              status: Literal["ok", "error", "unset"] | None = Query(None, description="Only steps with this status."),
-              store: Store = Depends(get_store), principal: Principal = Depends(reader)) -> dict:
+async def run_steps(run_id: str = Depends(run_id_path),
+                    kind: Literal["llm", "tool", "agent", "retrieval", "embedding", "workflow", "guardrail",
+                                  "other"] | None = Query(None, description="Only steps of this kind."),
+                    status: Literal["ok", "error", "unset"] | None = Query(None, description="Only steps with this status."),
+                    store: Store = Depends(get_store), principal: Principal = Depends(reader)) -> dict:
     """The steps of one run in execution order (``index`` counts over all steps, before filtering)."""
-    row = _visible_run(store, run_id, principal)
-    steps = get_steps(store, row["project_id"], run_id)
+    row, steps, _ = await _read_run(store, run_id, principal)
     selected = [s for s in steps if (kind is None or s["kind"] == kind)
                 and (status is None or s["status"] == status)]
-    return {"run_id": run_id, "project_id": row["project_id"], "steps": [step_json(s) for s in selected]}
+    return plain_json({"run_id": run_id, "project_id": row["project_id"], "steps": [step_json(s) for s in selected]})
 
 
 @router.get("/v1/runs/{run_id}/timeline")
-def run_timeline(run_id: str = Depends(run_id_path), store: Store = Depends(get_store),
-                 principal: Principal = Depends(reader)) -> dict:
+async def run_timeline(run_id: str = Depends(run_id_path), store: Store = Depends(get_store),
+                       principal: Principal = Depends(reader)) -> dict:
     """The step tree of one run with each step's ``offset_ms`` (from the first step's start)
     and ``duration_ms`` — what a waterfall chart needs."""
-    row = _visible_run(store, run_id, principal)
-    return build_timeline(row, get_steps(store, row["project_id"], run_id))
+    row, steps, _ = await _read_run(store, run_id, principal)
+    return plain_json(build_timeline(row, steps))

@@ -27,9 +27,10 @@ def ns(value: datetime) -> int:
 
 def add_run(store, project: str, start: datetime, *, status: str = "ok", agent: str = "support-agent",
             session: str = "", tools=(("order_lookup", "ok", 40),), model: str = "gpt-4o-mini",
-            tokens=(100, 20), cost: float | None = 0.002, root: bool = True, service: str = "svc") -> str:
+            tokens=(100, 20), cost: float | None = 0.002, root: bool = True, service: str = "svc",
+            run_id: str | None = None) -> str:
     """Write one run (root agent step, one llm step, the given tool steps); return its run id."""
-    run_id = uuid.uuid4().hex
+    run_id = run_id or uuid.uuid4().hex
     root_id = f"{next(_span):016x}"
     batch = StepBatch()
     common = dict(project_id=project, run_id=run_id, service_name=service, agent_name=agent, session_id=session)

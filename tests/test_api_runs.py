@@ -118,6 +118,24 @@ def test_project_isolation_between_two_keys(api):
         assert len(admin.get("/v1/runs").json()["runs"]) == 2
 
 
+def test_trace_id_under_two_projects_shows_each_reader_one_consistent_run(api):
+    # Run detail reads the run row and the steps side by side; both must pick the same project.
+    run_id = add_run(api.store, "proj-a", hours_ago(2), tools=(("a", "ok", 30),))
+    add_run(api.store, "proj-b", hours_ago(1), tools=(("b1", "ok", 10), ("b2", "ok", 10)), run_id=run_id)
+    with client(api, READ_A) as ca, client(api, READ_B) as cb, client(api, ADMIN) as admin:
+        for c, expected in ((ca, "proj-a"), (cb, "proj-b"), (admin, None)):
+            detail = c.get(f"/v1/runs/{run_id}").json()
+            project = expected or detail["project_id"]
+            assert detail["project_id"] == project
+            tools = {"proj-a": ["a"], "proj-b": ["b1", "b2"]}[project]
+            assert [s["tool"] for s in detail["steps"] if s["kind"] == "tool"] == tools
+            assert detail["step_count"] == len(detail["steps"]) == len(tools) + 2
+            steps = c.get(f"/v1/runs/{run_id}/steps").json()
+            assert steps["project_id"] == project and len(steps["steps"]) == len(tools) + 2
+            (root,) = c.get(f"/v1/runs/{run_id}/timeline").json()["roots"]
+            assert len(root["children"]) == len(tools) + 1
+
+
 def test_unknown_run_is_404_and_bearer_auth_works(api):
     with client(api, None) as c:
         answer = c.get("/v1/runs/" + "ab" * 16, headers={"Authorization": f"Bearer {ADMIN}"})
