@@ -9,7 +9,8 @@ the runs are then recomputed from them with the writer's own aggregate
 spread evenly over the last ``--days`` days, across ``--projects`` projects.
 
 Timings go through the real HTTP API: the app from :func:`agenttrail.api.app.create_app`
-served by uvicorn on a local port, called with httpx (keep-alive), one request at a time.
+served by uvicorn on a local port, called one request at a time over a keep-alive connection by
+a load generator in its own process (so the client's Python does not share the server's GIL).
 Reported per endpoint: p50 / p99 / max in milliseconds.  With ``--keep`` and an existing
 ``--data`` directory holding the same ``--runs``, generation is skipped.
 """
@@ -17,12 +18,15 @@ Reported per endpoint: p50 / p99 / max in milliseconds.  With ``--keep`` and an 
 from __future__ import annotations
 
 import argparse
+import http.client
+import multiprocessing
 import random
 import statistics
 import sys
 import tempfile
 import threading
 import time
+from urllib.parse import urlencode
 
 import httpx
 import uvicorn
@@ -85,68 +89,83 @@ def generate(store: Store, runs: int, projects: int, days: float) -> None:
     print(f"  runs recomputed from steps  {time.time() - t0:6.1f}s", flush=True)
 
 
-def serve(store: Store) -> tuple[str, uvicorn.Server]:
+def serve(store: Store) -> tuple[int, uvicorn.Server]:
     config = uvicorn.Config(create_app(store), host="127.0.0.1", port=0, log_level="warning",
                             lifespan="off", access_log=False)
     server = uvicorn.Server(config)
     threading.Thread(target=server.run, daemon=True).start()
     while not server.started:
         time.sleep(0.02)
-    port = server.servers[0].sockets[0].getsockname()[1]
-    return f"http://127.0.0.1:{port}", server
+    return server.servers[0].sockets[0].getsockname()[1], server
 
 
-def timed(http: httpx.Client, label: str, paths, repeat: int, results: dict) -> None:
-    samples = []
-    for i in range(repeat):
-        path, params = paths(i)
-        t = time.perf_counter()
-        answer = http.get(path, params=params)
-        samples.append((time.perf_counter() - t) * 1000)
-        if answer.status_code != 200:
-            sys.exit(f"{label}: {answer.status_code} {answer.text[:300]}")
-    samples.sort()
-    results[label] = (statistics.median(samples), samples[min(len(samples) - 1, int(len(samples) * 0.99))],
-                      samples[-1])
+def time_requests(port: int, plan: list[tuple[str, list[str], int]], out) -> None:
+    """The load generator, run in its own process so that its Python work does not share the
+    server's interpreter lock: for each (label, paths, warm-up count) it requests the first
+    paths untimed, then times the rest one at a time over one keep-alive connection (http.client).
+    Sends {label: sorted milliseconds} to ``out``, or {"error": text} on a non-200 answer."""
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
+    results: dict = {}
+    for label, paths, warm_up in plan:
+        samples = []
+        for i, path in enumerate(paths):
+            t = time.perf_counter()
+            connection.request("GET", path)
+            answer = connection.getresponse()
+            body = answer.read()
+            if i >= warm_up:
+                samples.append((time.perf_counter() - t) * 1000)
+            if answer.status != 200:
+                out.send({"error": f"{label}: {answer.status} {body[:300]!r}"})
+                return
+        results[label] = sorted(samples)
+    out.send(results)
 
 
-def bench(base: str, store: Store, projects: int, repeat: int) -> dict:
+def bench(port: int, store: Store, projects: int, repeat: int) -> dict:
     rng = random.Random(7)
     run_ids = [r[0] for r in store.query("SELECT run_id FROM runs ORDER BY cityHash64(run_id) LIMIT 500").result_rows]
     proj = lambda i: f"proj-{i % projects}"
     since_24h = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() - 86_400))
-    results: dict = {}
-    with httpx.Client(base_url=base, timeout=120) as http:
-        http.get("/v1/runs")  # warm-up: first query compiles and loads marks
+    with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=120) as http:
         cursor = http.get("/v1/runs", params={"project_id": "proj-1", "limit": 50}).json()["next_cursor"]
-        cases = [
-            ("health (HTTP + SELECT 1 baseline)", lambda i: ("/health", {})),
-            ("run detail", lambda i: (f"/v1/runs/{rng.choice(run_ids)}", {})),
-            ("run steps", lambda i: (f"/v1/runs/{rng.choice(run_ids)}/steps", {})),
-            ("run timeline", lambda i: (f"/v1/runs/{rng.choice(run_ids)}/timeline", {})),
-            ("run list, no filter", lambda i: ("/v1/runs", {"limit": 50})),
-            ("run list, project", lambda i: ("/v1/runs", {"project_id": proj(i), "limit": 50})),
-            ("run list, project+status=error", lambda i: ("/v1/runs", {"project_id": proj(i), "status": "error"})),
-            ("run list, project+agent+24h", lambda i: ("/v1/runs", {"project_id": proj(i), "agent": f"agent-{i % 20}",
-                                                                   "since": since_24h})),
-            ("run list, tool+has_errors", lambda i: ("/v1/runs", {"tool": f"tool-{i % TOOLS}", "has_errors": "true"})),
-            ("run list, page 2 (cursor)", lambda i: ("/v1/runs", {"project_id": "proj-1", "cursor": cursor})),
-            ("project summary, 24 h", lambda i: (f"/v1/projects/{proj(i)}/summary", {})),
-            ("projects", lambda i: ("/v1/projects", {})),
-            ("sessions, project", lambda i: ("/v1/sessions", {"project_id": proj(i)})),
-            ("metrics overview, 24 h", lambda i: ("/v1/metrics/overview", {})),
-        ]
-        for label, paths in cases:  # warm-up: every endpoint's marks and plans are loaded once
-            for i in range(5):
-                path, params = paths(i)
-                http.get(path, params=params)
-        for label, paths in cases:
-            timed(http, label, paths, repeat if "summary" not in label and "overview" not in label
-                  and label not in ("projects", "run list, no filter", "run list, tool+has_errors")
-                  else max(10, repeat // 5), results)
-            p50, p99, worst = results[label]
-            print(f"  {label:<34} p50 {p50:8.1f} ms   p99 {p99:8.1f} ms   max {worst:8.1f} ms", flush=True)
-    return results
+    cases = [
+        ("health (HTTP + SELECT 1 baseline)", lambda i: ("/health", {})),
+        ("run detail", lambda i: (f"/v1/runs/{rng.choice(run_ids)}", {})),
+        ("run steps", lambda i: (f"/v1/runs/{rng.choice(run_ids)}/steps", {})),
+        ("run timeline", lambda i: (f"/v1/runs/{rng.choice(run_ids)}/timeline", {})),
+        ("run list, no filter", lambda i: ("/v1/runs", {"limit": 50})),
+        ("run list, project", lambda i: ("/v1/runs", {"project_id": proj(i), "limit": 50})),
+        ("run list, project+status=error", lambda i: ("/v1/runs", {"project_id": proj(i), "status": "error"})),
+        ("run list, project+agent+24h", lambda i: ("/v1/runs", {"project_id": proj(i), "agent": f"agent-{i % 20}",
+                                                               "since": since_24h})),
+        ("run list, tool+has_errors", lambda i: ("/v1/runs", {"tool": f"tool-{i % TOOLS}", "has_errors": "true"})),
+        ("run list, page 2 (cursor)", lambda i: ("/v1/runs", {"project_id": "proj-1", "cursor": cursor})),
+        ("project summary, 24 h", lambda i: (f"/v1/projects/{proj(i)}/summary", {})),
+        ("projects", lambda i: ("/v1/projects", {})),
+        ("sessions, project", lambda i: ("/v1/sessions", {"project_id": proj(i)})),
+        ("metrics overview, 24 h", lambda i: ("/v1/metrics/overview", {})),
+    ]
+    slow = ("projects", "run list, no filter", "run list, tool+has_errors")
+    plan = []
+    for label, paths in cases:
+        count = max(10, repeat // 5) if "summary" in label or "overview" in label or label in slow else repeat
+        # warm-up: the first requests of each endpoint load its marks and plans
+        urls = [path + ("?" + urlencode(params) if params else "") for path, params in map(paths, range(5 + count))]
+        plan.append((label, urls, 5))
+    receiving, sending = multiprocessing.Pipe(duplex=False)
+    generator = multiprocessing.get_context("spawn").Process(target=time_requests, args=(port, plan, sending))
+    generator.start()
+    results = receiving.recv()
+    generator.join()
+    if "error" in results:
+        sys.exit(results["error"])
+    summary = {}
+    for label, samples in results.items():
+        p50, p99 = statistics.median(samples), samples[min(len(samples) - 1, int(len(samples) * 0.99))]
+        summary[label] = (p50, p99, samples[-1])
+        print(f"  {label:<34} p50 {p50:8.1f} ms   p99 {p99:8.1f} ms   max {samples[-1]:8.1f} ms", flush=True)
+    return summary
 
 
 def main(argv=None) -> None:
@@ -170,9 +189,9 @@ def main(argv=None) -> None:
     parts = store.query("SELECT table, count() FROM system.parts WHERE database = 'bench' AND active "
                         "GROUP BY table ORDER BY table").result_rows
     print(f"store: {counts[0]:,} runs, {counts[1]:,} steps; active parts {dict(parts)}", flush=True)
-    base, server = serve(store)
+    port, server = serve(store)
     try:
-        bench(base, store, args.projects, args.repeat)
+        bench(port, store, args.projects, args.repeat)
     finally:
         server.should_exit = True
         store.close()
