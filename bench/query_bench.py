@@ -173,7 +173,7 @@ def main(argv=None) -> None:
     parser.add_argument("--runs", type=int, default=100_000)
     parser.add_argument("--projects", type=int, default=10)
     parser.add_argument("--days", type=float, default=7.0)
-    parser.add_argument("--repeat", type=int, default=100, help="requests per endpoint")
+    parser.add_argument("--repeat", type=int, default=300, help="requests per endpoint (p99 of 100 would be the second-worst)")
     parser.add_argument("--data", help="chDB data directory (default: a temporary one)")
     parser.add_argument("--keep", action="store_true", help="reuse --data if it already holds the runs")
     args = parser.parse_args(argv)
