@@ -156,7 +156,12 @@ def bench(port: int, store: Store, projects: int, repeat: int) -> dict:
     receiving, sending = multiprocessing.Pipe(duplex=False)
     generator = multiprocessing.get_context("spawn").Process(target=time_requests, args=(port, plan, sending))
     generator.start()
-    results = receiving.recv()
+    sending.close()  # the child holds the only write end now: if it dies, recv() raises EOFError
+    try:
+        results = receiving.recv()
+    except EOFError:
+        generator.join()
+        sys.exit(f"the load generator process died (exit code {generator.exitcode})")
     generator.join()
     if "error" in results:
         sys.exit(results["error"])
