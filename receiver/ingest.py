@@ -1,7 +1,8 @@
 """The transport-independent ingest step shared by the gRPC and HTTP receivers.
 
-decode (proto/) → authorise → map spans to steps (mapping.py) → hand the batch to the
-storage writer → wait until it is durably written.  Only then does the transport answer
+decode (proto/) → map spans to steps (mapping.py), refusing projects the caller may not
+write to → encode them for ClickHouse (pool.py) → hand them to the storage writer → wait
+until they are durably written.  Only then does the transport answer
 success, so an acknowledged span is a stored span.
 """
 
@@ -14,7 +15,6 @@ from agenttrail.service.auth import Principal
 from agenttrail.storage import StorageUnavailable
 
 from .admission import InflightBudget
-from .mapping import MappingResult
 from .pool import MappingPool
 
 
@@ -51,20 +51,6 @@ class TraceIngestor:
             raise Forbidden(f"API key {principal.name!r} may not write to project {project!r}")
         return project
 
-    @staticmethod
-    def authorise(result: MappingResult, principal: Principal):
-        """Refuse (as partial success) the spans of projects ``principal`` may not write to."""
-        batch, rejected, errors = result.batch, result.rejected, list(result.errors)
-        if principal.projects is not None and len(batch):
-            projects = batch.columns["project_id"]
-            keep = [i for i, p in enumerate(projects) if principal.allows(p)]
-            if len(keep) < len(batch):
-                refused = len(batch) - len(keep)
-                errors.append(f"{refused} spans belong to projects this API key may not write to")
-                rejected += refused
-                batch = batch.select(keep)
-        return batch, rejected, errors
-
     async def export(self, request, principal: Principal, header_project: str | None = None,
                      encoding: str | None = None) -> IngestOutcome:
         """Store what can be stored; raise RetryableError if it could not be stored in time.
@@ -73,17 +59,17 @@ class TraceIngestor:
         ``encoding`` ("protobuf" / "json") is given — then decoding happens off the event loop.
         """
         project = self.project_for(principal, header_project)
-        result = await self.pool.map(request, encoding, project)
-        batch, rejected, errors = self.authorise(result, principal)
-        if len(batch):
-            future = self.writer.submit(batch)  # raises Overloaded when the queue is full
+        mapped = await self.pool.map(request, encoding, project, principal.projects)
+        steps = mapped.steps
+        if len(steps):
+            future = self.writer.submit(steps)  # raises Overloaded when the queue is full
             try:
                 await asyncio.wait_for(asyncio.wrap_future(future), self.write_timeout)
             except asyncio.TimeoutError:
                 # Not acknowledged: the exporter retries, and the retry is deduplicated.
                 raise StorageUnavailable("storage did not confirm the write in time", retry_after=2)
-        message = "; ".join(errors[:5])
-        return IngestOutcome(accepted=len(batch), rejected=rejected, error_message=message)
+        message = "; ".join(mapped.errors[:5])
+        return IngestOutcome(accepted=len(steps), rejected=mapped.rejected, error_message=message)
 
 
 __all__ = ["Forbidden", "IngestOutcome", "TraceIngestor"]

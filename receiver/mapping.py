@@ -98,6 +98,18 @@ class MappingResult:
     errors: list[str] = field(default_factory=list)
     unmapped_usage_keys: set[str] = field(default_factory=set)
 
+    def keep_projects(self, allowed: frozenset[str] | None) -> None:
+        """Refuse (as partial success) the spans of projects outside ``allowed`` (None: all)."""
+        if allowed is None or not len(self.batch):
+            return
+        projects = self.batch.columns["project_id"]
+        keep = [i for i, p in enumerate(projects) if p in allowed]
+        if len(keep) < len(self.batch):
+            refused = len(self.batch) - len(keep)
+            self.errors.append(f"{refused} spans belong to projects this API key may not write to")
+            self.rejected += refused
+            self.batch = self.batch.select(keep)
+
     def reject(self, reason: str) -> None:
         """Count one span as not stored; keep the first few reasons for the response."""
         self.rejected += 1

@@ -1,14 +1,16 @@
 """agenttrail.storage — runs and steps in ClickHouse (embedded chDB or a server).
 
 Public surface: :class:`Store` (open, migrate, query, write), :class:`StepBatch` (the rows
-producers hand in), the error classes, and the read helpers in :mod:`.runs`.
+producers hand in) or :class:`EncodedSteps` (the same, already in ClickHouse's Native format), the error classes, and the read helpers in :mod:`.runs`.
 """
 
 from .errors import Overloaded, RetryableError, StorageError, StorageUnavailable
+from .native import EncodedSteps
 from .model import STEP_COLUMN_NAMES, STEP_KINDS, StepBatch, WriteResult
 from .store import Store
 
 __all__ = [
+    "EncodedSteps",
     "Overloaded",
     "RetryableError",
     "STEP_COLUMN_NAMES",

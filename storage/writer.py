@@ -17,8 +17,11 @@ from collections import deque
 from concurrent.futures import Future
 
 from .errors import Overloaded, StorageUnavailable
-from .model import STEP_COLUMN_NAMES, StepBatch, WriteResult
+from .model import StepBatch, WriteResult
+from .native import INSERT_COLUMNS, EncodedSteps, encode_steps
 from .runs_sql import RECOMPUTE_RUNS_SQL
+
+Steps = StepBatch | EncodedSteps
 
 log = logging.getLogger(__name__)
 
@@ -37,7 +40,7 @@ class BatchWriter:
         self.max_pending_spans = max_pending_spans
         self.max_group_spans = max_group_spans
         self.linger = linger
-        self._queue: deque[tuple[StepBatch, Future]] = deque()
+        self._queue: deque[tuple[Steps, Future]] = deque()
         self._pending_spans = 0
         self._cond = threading.Condition()
         self._closed = False
@@ -55,8 +58,14 @@ class BatchWriter:
         """Spans accepted into the queue and not yet committed."""
         return self._pending_spans
 
-    def submit(self, batch: StepBatch) -> Future:
-        """Queue ``batch``; the future resolves to a :class:`WriteResult` once it is stored."""
+    def submit(self, batch: Steps) -> Future:
+        """Queue ``batch``; the future resolves to a :class:`WriteResult` once it is stored.
+
+        ``batch`` is a :class:`StepBatch` (encoded here) or steps already encoded where they
+        were mapped (:class:`EncodedSteps`, which must be able to rebuild its rows).
+        """
+        if isinstance(batch, EncodedSteps) and batch.rebuild is None:
+            raise ValueError("EncodedSteps needs a rebuild to drop duplicates from")
         future: Future = Future()
         if not len(batch):
             future.set_result(WriteResult(accepted=0))
@@ -74,7 +83,7 @@ class BatchWriter:
             self._cond.notify()
         return future
 
-    def write(self, batch: StepBatch, timeout: float | None = None) -> WriteResult:
+    def write(self, batch: Steps, timeout: float | None = None) -> WriteResult:
         """Submit and wait: the synchronous form for scripts, tests and the event API."""
         return self.submit(batch).result(timeout)
 
@@ -88,7 +97,7 @@ class BatchWriter:
 
     # -- the commit thread -------------------------------------------------------------------
 
-    def _take_group(self) -> list[tuple[StepBatch, Future]]:
+    def _take_group(self) -> list[tuple[Steps, Future]]:
         with self._cond:
             while not self._queue and not self._closed:
                 self._cond.wait()
@@ -135,7 +144,7 @@ class BatchWriter:
         self._last_version = max(time.time_ns(), self._last_version + 1)
         return self._last_version
 
-    def _commit(self, batches: list[StepBatch]) -> list[WriteResult]:
+    def _commit(self, batches: list[Steps]) -> list[WriteResult]:
         if self._client is None:
             self._client = self._client_factory()
         client = self._client
@@ -150,26 +159,44 @@ class BatchWriter:
                 parameters={"projects": projects, "runs": run_ids},
             ).result_rows
         }
-        merged, results = StepBatch(), []
+        ingested = time.time_ns() // 1_000_000
+        blocks, results, written = [], [], 0
         for batch in batches:
-            keep = []
-            for i, key in enumerate(batch.keys()):
+            fresh = []
+            for key in batch.keys():
                 if key not in stored:  # also drops a repeat of a key earlier in this group
                     stored.add(key)
-                    keep.append(i)
-            merged.extend(batch.select(keep) if len(keep) < len(batch) else batch)
-            results.append(WriteResult(accepted=len(batch), duplicates=len(batch) - len(keep)))
-        if len(merged):
-            ingested = time.time_ns() // 1_000_000
-            data = [merged.columns[name] for name in STEP_COLUMN_NAMES]
-            data.append([ingested] * len(merged))
-            client.insert("steps", data, column_names=[*STEP_COLUMN_NAMES, "ingested_at"],
-                          column_oriented=True)
+                    fresh.append(key)
+            results.append(WriteResult(accepted=len(batch), duplicates=len(batch) - len(fresh)))
+            written += len(fresh)
+            if len(fresh) == len(batch):
+                blocks.append(batch.native if isinstance(batch, EncodedSteps) else encode_steps(batch, ingested))
+            elif fresh:
+                blocks.append(encode_steps(_only(batch, fresh), ingested))
+        if blocks:
+            client.raw_insert("steps", INSERT_COLUMNS, insert_block=b"".join(blocks), fmt="Native")
         client.command(
             RECOMPUTE_RUNS_SQL,
             parameters={"projects": projects, "runs": run_ids, "version": self._next_version()},
         )
         self.stats["commits"] += 1
-        self.stats["spans_written"] += len(merged)
+        self.stats["spans_written"] += written
         self.stats["duplicates"] += sum(r.duplicates for r in results)
         return results
+
+
+def _only(batch: Steps, keys: list[tuple[str, str, str]]) -> StepBatch:
+    """The rows of ``batch`` with the given identities, each once.
+
+    Rows are picked by identity, not position: an encoded batch's rebuild maps its spans
+    again, and must not be trusted to give the same rows in the same places.
+    """
+    rows = batch.rebuild() if isinstance(batch, EncodedSteps) else batch
+    wanted, keep = set(keys), []
+    for i, key in enumerate(rows.keys()):
+        if key in wanted:
+            wanted.discard(key)
+            keep.append(i)
+    if wanted:  # never acknowledge a span that is not written: fail the commit instead
+        raise RuntimeError(f"{len(wanted)} spans were missing when their batch was rebuilt")
+    return rows.select(keep)

@@ -55,3 +55,31 @@ def test_a_killed_worker_is_replaced(pooled):
     # The first export may meet the broken pool and be told to retry; the exporter retries.
     assert HttpExporter(endpoint=url, timeout=20).export(spans) == SpanExportResult.SUCCESS
     assert httpx.get(f"{pooled.api_url}/v1/runs/{run_id}").json()["step_count"] == 5
+
+
+def _resource_spans(service: str, spans: list[tuple[str, str]]) -> dict:
+    return {"resource": {"attributes": [{"key": "service.name", "value": {"stringValue": service}}]},
+            "scopeSpans": [{"spans": [
+                {"traceId": trace, "spanId": span, "name": f"{service} {span}",
+                 "startTimeUnixNano": "1700000000000000000", "endTimeUnixNano": "1700000000000000001"}
+                for trace, span in spans]}]}
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_foreign_projects_refused_and_partial_resends_deduplicated(make_server, workers):
+    key = {"key": "two-projects", "scopes": ["ingest", "read"], "projects": ["a", "b"]}
+    server = make_server(api_keys=[key], ingest_workers=workers)
+    url, headers = server.http_endpoint + "/v1/traces", {"x-api-key": "two-projects"}
+    a, c = "aa" * 16, "cc" * 16
+    first = {"resourceSpans": [_resource_spans("a", [(a, "01" * 8)]), _resource_spans("c", [(c, "02" * 8)])]}
+    answer = httpx.post(url, json=first, headers=headers)
+    partial = answer.json()["partialSuccess"]
+    assert answer.status_code == 200 and int(partial["rejectedSpans"]) == 1
+    assert "may not write to" in partial["errorMessage"]
+    # The same span again, with a new one: only the new one is written (the writer rebuilds the rows).
+    again = {"resourceSpans": [_resource_spans("a", [(a, "01" * 8), (a, "03" * 8)])]}
+    answer = httpx.post(url, json=again, headers=headers)
+    assert answer.status_code == 200 and not answer.json().get("partialSuccess", {}).get("rejectedSpans")
+    rows = server.store.query("SELECT project_id, step_id FROM steps ORDER BY step_id").result_rows
+    assert rows == [("a", "01" * 8), ("a", "03" * 8)]
+    assert httpx.get(f"{server.api_url}/v1/runs/{a}", headers=headers).json()["step_count"] == 2

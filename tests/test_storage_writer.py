@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import itertools
+import pickle
 import random
 
 import pytest
 
-from agenttrail.storage import Overloaded, StepBatch, StorageUnavailable
+from agenttrail.storage import STEP_COLUMN_NAMES, EncodedSteps, Overloaded, StepBatch, StorageUnavailable
+from agenttrail.storage.native import INSERT_COLUMNS, STEP_INSERT_TYPES
 from agenttrail.storage.runs import get_run, get_steps
 from agenttrail.storage.writer import BatchWriter
 
@@ -140,3 +142,67 @@ def test_failed_commit_fails_every_waiting_batch_then_recovers(store):
     assert store.query("SELECT count() FROM steps").result_rows == [(0,)]
     store.writer.write(batch_of(STEPS), timeout=30)
     assert run_row(store)["step_count"] == 5
+
+
+def _read_back(store):
+    rows = store.query(f"SELECT {', '.join('`' + c + '`' for c in STEP_COLUMN_NAMES)} FROM steps ORDER BY step_id")
+    return [dict(zip(STEP_COLUMN_NAMES, row)) for row in rows.result_rows]
+
+
+def test_encoded_steps_store_the_same_rows_as_a_step_batch(store):
+    rich = step("1", attributes={"a": "1", "é": "ü"}, resource_attributes={"service.name": "s"},
+                finish_reasons=["stop"], unmapped_usage={"gen_ai.usage.x": "3"}, cost_usd=0.5,
+                **{"events.time": [T0], "events.name": ["exception"], "events.attributes": [{"k": "v"}],
+                   "links.trace_id": ["cd" * 16], "links.span_id": ["ef" * 8], "links.trace_state": [""],
+                   "links.attributes": [{}]})
+    store.writer.write(batch_of([rich, *STEPS[1:]]))
+    expected = _read_back(store)
+    store.command("TRUNCATE TABLE steps")
+    store.writer.write(EncodedSteps.of(batch_of([rich, *STEPS[1:]]), ingested_ms=0))
+    assert _read_back(store) == expected and len(expected) == 5
+
+
+def test_partly_stored_encoded_steps_are_rebuilt_and_only_new_rows_written(store):
+    store.writer.write(batch_of(STEPS[:2]))
+    rebuilt = []
+
+    def rebuild():  # the receiver maps the request again: rows may come in another order
+        rebuilt.append(True)
+        return batch_of(list(reversed(STEPS)))
+
+    encoded = EncodedSteps.of(batch_of(STEPS + [STEPS[4]]), ingested_ms=0)
+    encoded.rebuild = rebuild
+    result = store.writer.write(encoded)
+    assert (result.accepted, result.duplicates) == (6, 3) and rebuilt == [True]
+    assert store.query("SELECT count(), uniqExact(step_id) FROM steps").result_rows == [(5, 5)]
+    assert run_row(store)["step_count"] == 5
+
+
+def test_fully_stored_encoded_steps_write_nothing_and_need_no_rebuild(store):
+    store.writer.write(batch_of(STEPS))
+    encoded = EncodedSteps.of(batch_of(STEPS), ingested_ms=0)
+    encoded.rebuild = lambda: pytest.fail("a batch that is all duplicates needs no rebuild")
+    assert store.writer.write(encoded).duplicates == 5
+    assert store.query("SELECT count() FROM steps").result_rows == [(5,)]
+
+
+def test_a_rebuild_that_lost_spans_fails_the_commit_instead_of_acknowledging_them(store):
+    store.writer.write(batch_of(STEPS[:1]))
+    encoded = EncodedSteps.of(batch_of(STEPS), ingested_ms=0)
+    encoded.rebuild = lambda: batch_of(STEPS[:3])  # spans 4 and 5 went missing
+    with pytest.raises(StorageUnavailable):
+        store.writer.write(encoded, timeout=30)
+    assert store.query("SELECT count() FROM steps").result_rows == [(1,)]
+
+
+def test_encoded_steps_without_a_rebuild_are_refused_at_submit(store):
+    encoded = pickle.loads(pickle.dumps(EncodedSteps.of(batch_of(STEPS), ingested_ms=0)))
+    assert encoded.rebuild is None and len(encoded) == 5  # a rebuild does not cross processes
+    with pytest.raises(ValueError, match="rebuild"):
+        store.writer.submit(encoded)
+
+
+def test_native_insert_types_are_the_steps_table_types(store):
+    described = {name: type_ for name, type_, *_ in store.query("DESCRIBE TABLE steps").result_rows}
+    assert described == {name: STEP_INSERT_TYPES[name] for name in INSERT_COLUMNS}
+

@@ -1,0 +1,120 @@
+"""Steps in ClickHouse's Native format: encoded where they are mapped, inserted as they are.
+
+Serialising ~50 columns (maps, nested events and links) costs ~9 µs of Python per span, and
+moving Python objects between processes costs as much again to pickle and unpickle.  So the
+mapping workers encode their steps into a Native block (:func:`encode_steps`) and send back
+bytes plus the span identities; the writer, in the process that owns the ClickHouse
+connection, only checks identities for duplicates and concatenates blocks into one insert.
+
+The encoding itself is clickhouse-connect's (its column types write the columns); this
+module only fixes the column list and types, so a block is insertable into ``steps`` by
+either store, embedded or server.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+from clickhouse_connect.datatypes.registry import get_from_name
+from clickhouse_connect.driver.common import write_leb128
+from clickhouse_connect.driver.insert import InsertContext
+
+from .model import STEP_COLUMN_NAMES, StepBatch
+
+_MAP = "Map(LowCardinality(String), String)"
+_TIME = "DateTime64(9, 'UTC')"
+_LOW = "LowCardinality(String)"
+
+# The insert type of every column, as ``DESCRIBE TABLE steps`` names it (a test holds the
+# two equal).  Nested columns are inserted as their arrays.
+STEP_INSERT_TYPES: dict[str, str] = {
+    **{name: "String" for name in STEP_COLUMN_NAMES},
+    **{name: _LOW for name in ("project_id", "kind", "span_kind", "operation", "service_name", "scope_name",
+                               "scope_version", "environment", "model", "provider", "status", "cost_source")},
+    "start_time": _TIME,
+    "end_time": _TIME,
+    **{name: "UInt64" for name in ("duration_ns", "input_tokens", "output_tokens", "cache_read_tokens",
+                                   "cache_creation_tokens", "reasoning_tokens", "total_tokens")},
+    "cost_usd": "Nullable(Float64)",
+    "finish_reasons": "Array(String)",
+    "unmapped_usage": "Map(String, String)",
+    "attributes": _MAP,
+    "resource_attributes": _MAP,
+    "events.time": f"Array({_TIME})",
+    "events.name": f"Array({_LOW})",
+    "events.attributes": f"Array({_MAP})",
+    "links.trace_id": "Array(String)",
+    "links.span_id": "Array(String)",
+    "links.trace_state": "Array(String)",
+    "links.attributes": f"Array({_MAP})",
+    "truncated": "UInt8",
+    "ingested_at": "DateTime64(3, 'UTC')",
+}
+INSERT_COLUMNS: tuple[str, ...] = (*STEP_COLUMN_NAMES, "ingested_at")
+_TYPES = [get_from_name(STEP_INSERT_TYPES[name]) for name in INSERT_COLUMNS]
+
+
+def encode_steps(batch: StepBatch, ingested_ms: int) -> bytes:
+    """``batch`` as one Native block of :data:`INSERT_COLUMNS`, stamped ``ingested_ms``."""
+    rows = len(batch)
+    data = [batch.columns[name] for name in STEP_COLUMN_NAMES]
+    data.append([ingested_ms] * rows)
+    # block_size = rows: one block, and no sampling of the data to size blocks.
+    context = InsertContext("steps", INSERT_COLUMNS, _TYPES, data, column_oriented=True, block_size=max(rows, 1))
+    output = bytearray()
+    for block in context.next_block():
+        write_leb128(block.column_count, output)
+        write_leb128(block.row_count, output)
+        for name, column_type, values in zip(block.column_names, block.column_types, block.column_data):
+            encoded = name.encode()
+            write_leb128(len(encoded), output)
+            output += encoded
+            encoded = column_type.insert_name.encode()
+            write_leb128(len(encoded), output)
+            output += encoded
+            context.start_column(name)
+            column_type.write_column(values, output, context)
+    return bytes(output)
+
+
+class EncodedSteps:
+    """Steps already in Native format, with the identities the writer deduplicates on.
+
+    ``rebuild`` returns the same steps as a :class:`StepBatch`: the writer calls it only when
+    some (not all) of these spans are already stored, since a block cannot drop rows.
+    """
+
+    __slots__ = ("native", "project_ids", "run_ids", "step_ids", "rebuild")
+
+    def __init__(self, native: bytes, project_ids: list[str], run_ids: list[str], step_ids: list[str],
+                 rebuild: Callable[[], StepBatch] | None = None):
+        self.native = native
+        self.project_ids = project_ids
+        self.run_ids = run_ids
+        self.step_ids = step_ids
+        self.rebuild = rebuild
+
+    @classmethod
+    def of(cls, batch: StepBatch, ingested_ms: int) -> "EncodedSteps":
+        """Encode ``batch``; its rebuild is the batch itself."""
+        c = batch.columns
+        return cls(encode_steps(batch, ingested_ms), list(c["project_id"]), list(c["run_id"]),
+                   list(c["step_id"]), rebuild=lambda: batch)
+
+    def __len__(self) -> int:
+        return len(self.step_ids)
+
+    def __reduce__(self):
+        # Crosses process boundaries without its rebuild (a closure); the receiver sets it.
+        return EncodedSteps, (self.native, self.project_ids, self.run_ids, self.step_ids)
+
+    def keys(self) -> list[tuple[str, str, str]]:
+        """(project_id, run_id, step_id) of every step."""
+        return list(zip(self.project_ids, self.run_ids, self.step_ids))
+
+    def runs(self) -> set[tuple[str, str]]:
+        """The (project_id, run_id) pairs these steps touch."""
+        return set(zip(self.project_ids, self.run_ids))
+
+
+__all__ = ["INSERT_COLUMNS", "STEP_INSERT_TYPES", "EncodedSteps", "encode_steps"]
