@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import pickle
+import threading
 import random
 
 import pytest
@@ -206,3 +207,21 @@ def test_native_insert_types_are_the_steps_table_types(store):
     described = {name: type_ for name, type_, *_ in store.query("DESCRIBE TABLE steps").result_rows}
     assert described == {name: STEP_INSERT_TYPES[name] for name in INSERT_COLUMNS}
 
+
+def test_under_load_the_writer_waits_for_a_larger_group(store):
+    writer = BatchWriter(lambda: store.client(), linger=0, busy_linger=60, min_group_spans=4)
+    writer._busy = True  # the last commit ended with work waiting
+    writer.submit(batch_of(STEPS[:2]))
+    taken = []
+    taker = threading.Thread(target=lambda: taken.append(writer._take_group()))
+    taker.start()
+    writer.submit(batch_of(STEPS[2:4]))  # reaches min_group_spans: the group is released
+    taker.join(30)
+    assert [len(batch) for batch, _ in taken[0]] == [2, 2]
+
+
+def test_under_load_a_group_smaller_than_the_minimum_still_goes_after_busy_linger(store):
+    writer = BatchWriter(lambda: store.client(), linger=0, busy_linger=0.01, min_group_spans=10**6)
+    writer._busy = True
+    writer.submit(batch_of(STEPS[:2]))
+    assert [len(batch) for batch, _ in writer._take_group()] == [2]
