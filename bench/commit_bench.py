@@ -6,7 +6,11 @@ the writer's own commit (duplicate check, insert, run recompute).  Reports CPU a
 per span for each size and a least-squares fit ``cost = fixed + per_span * spans``, which
 tells how large a group must be before the per-commit cost stops mattering.
 
-    python bench/commit_bench.py [--rounds 3] [--data DIR]
+``--prefill N`` first stores about N spans of other runs in the same project, ingested two
+hours earlier (copies of the mapped requests under new run ids, made in SQL), to show what a
+commit costs once the store is large.
+
+    python bench/commit_bench.py [--rounds 3] [--prefill 2000000] [--data DIR]
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ from ingest_bench import build_requests  # noqa: E402
 from agenttrail.proto import otlp  # noqa: E402
 from agenttrail.receiver.mapping import map_export_request  # noqa: E402
 from agenttrail.storage import EncodedSteps, Store  # noqa: E402
+from agenttrail.storage.runs_sql import RUN_AGGREGATES_SQL, RUN_COLUMNS  # noqa: E402
 
 SIZES = (1, 4, 8, 16, 32)
 
@@ -45,16 +50,35 @@ def fit(points: list[tuple[int, float]]) -> tuple[float, float]:
     return my - b * mx, b
 
 
+def prefill(store, seed_requests: list[bytes], spans: int) -> int:
+    """Store ~``spans`` spans of runs no commit below touches, ingested two hours ago."""
+    two_hours_ago = time.time_ns() // 1_000_000 - 2 * 3_600_000
+    seed = [EncodedSteps.of(map_export_request(otlp.decode_export(b, "protobuf")).batch, two_hours_ago)
+            for b in seed_requests]
+    store.writer._commit(seed)
+    copy = 0
+    while store.query("SELECT count() FROM steps").result_rows[0][0] * 2 <= spans:
+        copy += 1  # double the table: every run again under a new id, same shape
+        store.command("INSERT INTO steps SELECT * REPLACE (lower(hex(MD5(concat(run_id, {copy:String})))) AS run_id) "
+                      "FROM steps", parameters={"copy": f"copy {copy}"})
+    store.command(f"INSERT INTO runs ({', '.join(RUN_COLUMNS)}, version) "
+                  f"SELECT {', '.join('r_' + name for name in RUN_COLUMNS)}, 1 "
+                  f"FROM (SELECT {RUN_AGGREGATES_SQL} FROM steps FINAL GROUP BY project_id, run_id)")
+    return store.query("SELECT count() FROM steps").result_rows[0][0]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rounds", type=int, default=3, help="groups committed per size")
+    parser.add_argument("--prefill", type=int, default=0, help="spans stored before measuring (default 0)")
     parser.add_argument("--data", help="store directory (default: a temporary one, removed after)")
     args = parser.parse_args()
-    if args.rounds <= 0:
-        parser.error("--rounds must be positive")
+    if args.rounds <= 0 or args.prefill < 0:
+        parser.error("--rounds must be positive and --prefill not negative")
     needed = sum(SIZES) * args.rounds
     print(f"mapping {needed} requests of 512 spans…", file=sys.stderr)
-    bodies, _ = build_requests(needed, 512)
+    bodies, _ = build_requests(needed + 16, 512)
+    seed_requests, bodies = bodies[needed:], bodies[:needed]
     encoded = []
     for body in bodies:
         batch = map_export_request(otlp.decode_export(body, "protobuf")).batch
@@ -66,6 +90,9 @@ def main() -> None:
     store.writer.close()  # commits are driven here, one group at a time
     writer = store.writer
     try:
+        if args.prefill:
+            print(f"prefilling ~{args.prefill} spans…", file=sys.stderr)
+            print(f"stored before measuring: {prefill(store, seed_requests, args.prefill)} spans")
         cpu_points, rows, position = [], [], 0
         for size in SIZES:
             cpu_total = wall_total = spans = 0.0

@@ -84,11 +84,12 @@ class EncodedSteps:
     some (not all) of these spans are already stored, since a block cannot drop rows.
     """
 
-    __slots__ = ("native", "project_ids", "run_ids", "step_ids", "rebuild")
+    __slots__ = ("native", "ingested_ms", "project_ids", "run_ids", "step_ids", "rebuild")
 
-    def __init__(self, native: bytes, project_ids: list[str], run_ids: list[str], step_ids: list[str],
-                 rebuild: Callable[[], StepBatch] | None = None):
+    def __init__(self, native: bytes, ingested_ms: int, project_ids: list[str], run_ids: list[str],
+                 step_ids: list[str], rebuild: Callable[[], StepBatch] | None = None):
         self.native = native
+        self.ingested_ms = ingested_ms
         self.project_ids = project_ids
         self.run_ids = run_ids
         self.step_ids = step_ids
@@ -96,9 +97,9 @@ class EncodedSteps:
 
     @classmethod
     def of(cls, batch: StepBatch, ingested_ms: int) -> "EncodedSteps":
-        """Encode ``batch``; its rebuild is the batch itself."""
+        """Encode ``batch`` stamped ``ingested_ms``; its rebuild is the batch itself."""
         c = batch.columns
-        return cls(encode_steps(batch, ingested_ms), list(c["project_id"]), list(c["run_id"]),
+        return cls(encode_steps(batch, ingested_ms), ingested_ms, list(c["project_id"]), list(c["run_id"]),
                    list(c["step_id"]), rebuild=lambda: batch)
 
     def __len__(self) -> int:
@@ -106,7 +107,7 @@ class EncodedSteps:
 
     def __reduce__(self):
         # Crosses process boundaries without its rebuild (a closure); the receiver sets it.
-        return EncodedSteps, (self.native, self.project_ids, self.run_ids, self.step_ids)
+        return EncodedSteps, (self.native, self.ingested_ms, self.project_ids, self.run_ids, self.step_ids)
 
     def keys(self) -> list[tuple[str, str, str]]:
         """(project_id, run_id, step_id) of every step."""

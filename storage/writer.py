@@ -35,11 +35,18 @@ class BatchWriter:
     load — work was already waiting when the last commit ended — the thread waits up to
     ``busy_linger`` for ``min_group_spans`` to gather: fewer, larger commits spend less CPU
     per span (``bench/commit_bench.py`` measures the cost by group size).
+
+    The duplicate check and the run recompute read only steps ingested since the touched
+    runs were first seen, less ``ingest_margin``: run ids are random, so a read by key alone
+    touches a granule of nearly every part and costs as much as the whole table.  The margin
+    covers steps another writer (a second server) has stored but not yet recomputed, and
+    spans stamped at mapping time that waited in the queue: both are far younger than an hour.
     """
 
     def __init__(self, client_factory, *, max_pending_spans: int = 200_000,
                  max_group_spans: int = 50_000, linger: float = 0.005,
-                 busy_linger: float = 0.05, min_group_spans: int = 8192):
+                 busy_linger: float = 0.05, min_group_spans: int = 8192,
+                 ingest_margin: float = 3600.0):
         self._client_factory = client_factory
         self._client = None
         self.max_pending_spans = max_pending_spans
@@ -47,6 +54,7 @@ class BatchWriter:
         self.linger = linger
         self.busy_linger = busy_linger
         self.min_group_spans = min_group_spans
+        self.ingest_margin_ms = int(ingest_margin * 1000)
         self._busy = False
         self._queue: deque[tuple[Steps, Future]] = deque()
         self._pending_spans = 0
@@ -160,6 +168,20 @@ class BatchWriter:
         self._last_version = max(time.time_ns(), self._last_version + 1)
         return self._last_version
 
+    @staticmethod
+    def _ingested_since(client, projects: list[str], run_ids: list[str]) -> int:
+        """The earliest ``first_seen_at`` (ms) of these runs, or now when none has a row.
+
+        ``first_seen_at`` is the earliest ingest of a run's steps at its last recompute; the
+        minimum over every stored version of the row is never later than the newest one's.
+        """
+        found, earliest = client.query(
+            "SELECT count(), toUnixTimestamp64Milli(min(first_seen_at)) FROM runs "
+            "WHERE project_id IN {projects:Array(String)} AND run_id IN {runs:Array(String)}",
+            parameters={"projects": projects, "runs": run_ids},
+        ).result_rows[0]
+        return earliest if found else time.time_ns() // 1_000_000
+
     def _commit(self, batches: list[Steps]) -> list[WriteResult]:
         if self._client is None:
             self._client = self._client_factory()
@@ -167,15 +189,18 @@ class BatchWriter:
         touched = set().union(*(b.runs() for b in batches))
         projects = sorted({p for p, _ in touched})
         run_ids = sorted({r for _, r in touched})
+        ingested = time.time_ns() // 1_000_000
+        stamped = [b.ingested_ms for b in batches if isinstance(b, EncodedSteps)]
+        since = min(self._ingested_since(client, projects, run_ids), *stamped, ingested) - self.ingest_margin_ms
         stored = {
             tuple(row)
             for row in client.query(
                 "SELECT project_id, run_id, step_id FROM steps "
-                "WHERE project_id IN {projects:Array(String)} AND run_id IN {runs:Array(String)}",
-                parameters={"projects": projects, "runs": run_ids},
+                "WHERE project_id IN {projects:Array(String)} AND run_id IN {runs:Array(String)} "
+                "AND ingested_at >= fromUnixTimestamp64Milli({since:Int64})",
+                parameters={"projects": projects, "runs": run_ids, "since": since},
             ).result_rows
         }
-        ingested = time.time_ns() // 1_000_000
         blocks, results, written = [], [], 0
         for batch in batches:
             fresh = []
@@ -193,7 +218,7 @@ class BatchWriter:
             client.raw_insert("steps", INSERT_COLUMNS, insert_block=b"".join(blocks), fmt="Native")
         client.command(
             RECOMPUTE_RUNS_SQL,
-            parameters={"projects": projects, "runs": run_ids, "version": self._next_version()},
+            parameters={"projects": projects, "runs": run_ids, "since": since, "version": self._next_version()},
         )
         self.stats["commits"] += 1
         self.stats["spans_written"] += written

@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import pickle
 import threading
+import time
 import random
 
 import pytest
@@ -225,3 +226,27 @@ def test_under_load_a_group_smaller_than_the_minimum_still_goes_after_busy_linge
     writer._busy = True
     writer.submit(batch_of(STEPS[:2]))
     assert [len(batch) for batch, _ in writer._take_group()] == [2]
+
+
+def test_steps_ingested_long_ago_still_count_and_still_deduplicate(store):
+    two_days_ago = time.time_ns() // 1_000_000 - 2 * 86_400_000
+    store.writer.write(EncodedSteps.of(batch_of(STEPS[:3]), ingested_ms=two_days_ago))
+    assert run_row(store)["step_count"] == 3
+    # Later spans of the same run: the reads are bounded by ingest time, but the bound comes
+    # from the run's first_seen_at, so the steps stored two days ago are found.
+    result = store.writer.write(batch_of([STEPS[0], *STEPS[3:]]))
+    assert (result.accepted, result.duplicates) == (3, 1)
+    row = run_row(store)
+    assert (row["step_count"], row["llm_calls"], row["tool_calls"], row["error_count"], row["input_tokens"]) \
+        == (5, 2, 1, 1, 105)
+    assert store.query("SELECT count() FROM steps").result_rows == [(5,)]
+
+
+def test_a_span_stored_twice_by_another_writer_counts_once(store):
+    store.writer.write(batch_of(STEPS[:4]))
+    # A second receiver stored step 2 again (both checked before either inserted).
+    store.command("INSERT INTO steps SELECT * FROM steps WHERE step_id = {s:String}", parameters={"s": "2" * 16})
+    assert store.query("SELECT count() FROM steps").result_rows == [(5,)]
+    store.writer.write(batch_of(STEPS[4:]))
+    row = run_row(store)
+    assert (row["step_count"], row["llm_calls"], row["input_tokens"]) == (5, 2, 105)
