@@ -100,9 +100,22 @@ FROM l{len(levels) - 1}"""
     return CompiledRunbook(runbook, sql, b.parameters, rule_ids)
 
 
+def time_window(sel: Selection) -> tuple[list[str], dict]:
+    """The selection's ``started_at`` window as conditions over ``runs`` (parameters ``s_since``, ``s_until``)."""
+    conditions, params = [], {}
+    if sel.since_ns is not None:
+        params["s_since"] = sel.since_ns
+        conditions.append("started_at >= fromUnixTimestamp64Nano({s_since:Int64})")
+    if sel.until_ns is not None:
+        params["s_until"] = sel.until_ns
+        conditions.append("started_at < fromUnixTimestamp64Nano({s_until:Int64})")
+    return conditions, params
+
+
 def _selection_where(sel: Selection, runbook: Runbook) -> tuple[str, dict]:
     """The WHERE clause over ``steps`` for a selection; parameters are prefixed ``s_``."""
-    params, clauses, window = {}, [], []
+    window, params = time_window(sel)
+    clauses = []
     if sel.project is not None:
         params["s_project"] = sel.project
         clauses.append("project_id = {s_project:String}")
@@ -112,12 +125,6 @@ def _selection_where(sel: Selection, runbook: Runbook) -> tuple[str, dict]:
     if sel.bucket is not None:
         params["s_bucket"], params["s_buckets"] = sel.bucket
         clauses.append("cityHash64(run_id) % {s_buckets:UInt64} = {s_bucket:UInt64}")
-    if sel.since_ns is not None:
-        params["s_since"] = sel.since_ns
-        window.append("started_at >= fromUnixTimestamp64Nano({s_since:Int64})")
-    if sel.until_ns is not None:
-        params["s_until"] = sel.until_ns
-        window.append("started_at < fromUnixTimestamp64Nano({s_until:Int64})")
     for key, column, glob in (("agent", "agent_name", sel.agent), ("service", "service_name", sel.service)):
         if glob is not None:
             params[f"s_{key}"] = compile_glob(glob).anchored

@@ -8,7 +8,7 @@ status and the details of the runs that did not pass.  ``--run`` validations are
 
 from __future__ import annotations
 
-from .compiler import Selection, compile_runbook
+from .compiler import Selection, compile_runbook, time_window
 from .service import RunbookInfo, find_run_project, result_from_row, validate_run
 
 BUCKETS_PER_MILLION = 20
@@ -68,11 +68,7 @@ def judge_in_buckets(store, compiled, base: Selection, progress) -> dict:
 
 
 def _run_count(store, sel: Selection) -> int:
-    where, params = ["project_id = {p:String}"], {"p": sel.project}
-    if sel.since_ns is not None:
-        where.append("started_at >= fromUnixTimestamp64Nano({s:Int64})")
-        params["s"] = sel.since_ns
-    if sel.until_ns is not None:
-        where.append("started_at < fromUnixTimestamp64Nano({u:Int64})")
-        params["u"] = sel.until_ns
-    return store.query(f"SELECT count() FROM runs WHERE {' AND '.join(where)}", params).result_rows[0][0]
+    # An upper bound (no FINAL, no agent/service filter): it only sizes the buckets.
+    window, params = time_window(sel)
+    where = " AND ".join(["project_id = {p:String}", *window])
+    return store.query(f"SELECT count() FROM runs WHERE {where}", {"p": sel.project, **params}).result_rows[0][0]
