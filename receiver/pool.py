@@ -15,9 +15,9 @@ from __future__ import annotations
 import asyncio
 import multiprocessing
 import time
-from dataclasses import dataclass, field
 from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass, field
 
 from agenttrail.proto import otlp
 from agenttrail.storage import EncodedSteps, StepBatch, StorageUnavailable
@@ -32,6 +32,7 @@ class MappedRequest:
     steps: EncodedSteps
     rejected: int = 0
     errors: list[str] = field(default_factory=list)
+
 
 _worker_options: MappingOptions | None = None
 

@@ -31,9 +31,9 @@ class BatchWriter:
 
     ``max_pending_spans`` bounds memory; ``max_group_spans`` bounds one insert; ``linger``
     is how long the thread waits for more work to join a group once it has some.  A commit
-    costs ~90 ms whatever its size (planning the run recompute, creating parts), so under
-    load — work was already waiting when the last commit ended — the thread waits up to
-    ``busy_linger`` for ``min_group_spans`` to gather: fewer, larger commits spend less CPU
+    costs 0.1–0.25 s of CPU whatever its size (planning the run recompute, creating parts),
+    so under load — work was already waiting when the last commit ended — the thread waits up
+    to ``busy_linger`` for ``min_group_spans`` to gather: fewer, larger commits spend less CPU
     per span (``bench/commit_bench.py`` measures the cost by group size).
 
     The duplicate check and the run recompute read only steps ingested since the touched
