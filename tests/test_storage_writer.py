@@ -7,12 +7,14 @@ import pickle
 import threading
 import time
 import random
+import re
 
 import pytest
 
 from agenttrail.storage import STEP_COLUMN_NAMES, EncodedSteps, Overloaded, StepBatch, StorageUnavailable
 from agenttrail.storage.native import INSERT_COLUMNS, STEP_INSERT_TYPES
 from agenttrail.storage.runs import get_run, get_steps
+from agenttrail.storage.runs_sql import RECOMPUTE_RUNS_SQL
 from agenttrail.storage.writer import BatchWriter
 
 RUN = "ab" * 16
@@ -250,3 +252,23 @@ def test_a_span_stored_twice_by_another_writer_counts_once(store):
     store.writer.write(batch_of(STEPS[4:]))
     row = run_row(store)
     assert (row["step_count"], row["llm_calls"], row["input_tokens"]) == (5, 2, 105)
+
+
+def test_the_run_recompute_reads_only_recently_ingested_granules(store):
+    # 40,000 steps of other runs, ingested two days ago: five granules.  Run ids are random, so
+    # the key ranges of those granules contain the new runs below and a read by key alone
+    # would select every one of them.
+    store.command(
+        "INSERT INTO steps (project_id, run_id, step_id, start_time, ingested_at) "
+        "SELECT 'p', lower(hex(MD5(toString(number)))), 'ff', now64(9), now64(3) - INTERVAL 2 DAY "
+        "FROM numbers(40000)")
+    runs = [f"{i:032x}"[::-1] for i in range(1, 301)]
+    store.writer.write(batch_of([step("1", run_id=run) for run in runs]))
+    select = RECOMPUTE_RUNS_SQL[RECOMPUTE_RUNS_SQL.index("SELECT"):]
+    since = time.time_ns() // 1_000_000 - 3_600_000
+    plan = [row[0] for row in store.query(
+        "EXPLAIN indexes = 1 " + select, {"projects": ["p"], "runs": runs, "since": since, "version": 1}).result_rows]
+    # The read's own line, "Parts: a | Granules: b", says what is read after every index.
+    read = [int(m.group(1)) for line in plan if (m := re.search(r"Parts: \d+ \| Granules: (\d+)", line))]
+    assert read and read[0] <= 2, plan
+    assert get_run(store, runs[0])["step_count"] == 1
