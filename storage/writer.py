@@ -23,6 +23,13 @@ from .runs_sql import RECOMPUTE_RUNS_SQL
 
 Steps = StepBatch | EncodedSteps
 
+STORED_KEYS_SQL = (
+    "SELECT project_id, run_id, step_id FROM steps "
+    "WHERE project_id IN {projects:Array(String)} AND run_id IN {runs:Array(String)} "
+    "AND ingested_at >= fromUnixTimestamp64Milli({since:Int64})"
+)
+"""The identities already stored for the runs of a commit (``since``: see :class:`BatchWriter`)."""
+
 log = logging.getLogger(__name__)
 
 
@@ -195,10 +202,7 @@ class BatchWriter:
         stored = {
             tuple(row)
             for row in client.query(
-                "SELECT project_id, run_id, step_id FROM steps "
-                "WHERE project_id IN {projects:Array(String)} AND run_id IN {runs:Array(String)} "
-                "AND ingested_at >= fromUnixTimestamp64Milli({since:Int64})",
-                parameters={"projects": projects, "runs": run_ids, "since": since},
+                STORED_KEYS_SQL, parameters={"projects": projects, "runs": run_ids, "since": since}
             ).result_rows
         }
         blocks, results, written = [], [], 0

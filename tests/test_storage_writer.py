@@ -15,7 +15,7 @@ from agenttrail.storage import STEP_COLUMN_NAMES, EncodedSteps, Overloaded, Step
 from agenttrail.storage.native import INSERT_COLUMNS, STEP_INSERT_TYPES
 from agenttrail.storage.runs import get_run, get_steps
 from agenttrail.storage.runs_sql import RECOMPUTE_RUNS_SQL
-from agenttrail.storage.writer import BatchWriter
+from agenttrail.storage.writer import STORED_KEYS_SQL, BatchWriter
 
 RUN = "ab" * 16
 T0 = 1_700_000_000_000_000_000
@@ -254,7 +254,8 @@ def test_a_span_stored_twice_by_another_writer_counts_once(store):
     assert (row["step_count"], row["llm_calls"], row["input_tokens"]) == (5, 2, 105)
 
 
-def test_the_run_recompute_reads_only_recently_ingested_granules(store):
+@pytest.mark.parametrize("query", ["recompute", "duplicate check"])
+def test_a_commit_reads_only_recently_ingested_granules(store, query):
     # 40,000 steps of other runs, ingested two days ago: five granules.  Run ids are random, so
     # the key ranges of those granules contain the new runs below and a read by key alone
     # would select every one of them.
@@ -264,7 +265,7 @@ def test_the_run_recompute_reads_only_recently_ingested_granules(store):
         "FROM numbers(40000)")
     runs = [f"{i:032x}"[::-1] for i in range(1, 301)]
     store.writer.write(batch_of([step("1", run_id=run) for run in runs]))
-    select = RECOMPUTE_RUNS_SQL[RECOMPUTE_RUNS_SQL.index("SELECT"):]
+    select = RECOMPUTE_RUNS_SQL[RECOMPUTE_RUNS_SQL.index("SELECT"):] if query == "recompute" else STORED_KEYS_SQL
     since = time.time_ns() // 1_000_000 - 3_600_000
     plan = [row[0] for row in store.query(
         "EXPLAIN indexes = 1 " + select, {"projects": ["p"], "runs": runs, "since": since, "version": 1}).result_rows]
