@@ -6,11 +6,11 @@ the writer's own commit (duplicate check, insert, run recompute).  Reports CPU a
 per span for each size and a least-squares fit ``cost = fixed + per_span * spans``, which
 tells how large a group must be before the per-commit cost stops mattering.
 
-``--prefill N`` first stores about N spans of other runs in the same project, ingested two
-hours earlier (copies of the mapped requests under new run ids, made in SQL), to show what a
-commit costs once the store is large.
+``--prefill N`` first stores between N/2 and N spans of other runs in the same project,
+ingested two hours earlier (mapped requests, then the table doubled in SQL under new run ids
+until the next doubling would pass N), to show what a commit costs once the store is large.
 
-    python bench/commit_bench.py [--rounds 3] [--prefill 2000000] [--data DIR]
+    python bench/commit_bench.py [--rounds 3] [--prefill 8000000] [--data DIR]
 """
 
 from __future__ import annotations
@@ -36,6 +36,7 @@ SIZES = (1, 4, 8, 16, 32)
 
 
 def cpu_seconds() -> float:
+    """CPU time of this process so far (every thread, the embedded engine's included)."""
     usage = resource.getrusage(resource.RUSAGE_SELF)
     return usage.ru_utime + usage.ru_stime
 
