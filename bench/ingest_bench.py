@@ -1,6 +1,8 @@
 """Sustained OTLP ingest throughput, counted only once spans are stored.
 
-Starts ``agenttrail serve`` on a fresh embedded store (or uses --server), sends pre-encoded
+Starts ``agenttrail serve`` on a fresh embedded store (or on an existing one, with --storage
+and --database: e.g. one filled by ``commit_bench.py --prefill N --data DIR``, to measure
+ingest into a large store; give it a --seed its runs were not made with), sends pre-encoded
 512-span requests of realistic agent runs over OTLP/HTTP protobuf and/or OTLP/gRPC from
 --concurrency client threads, and reports spans/s, p50/p99 export latency, the server's
 peak RSS and the CPU time per span of the server, its mapping workers and the client.
@@ -8,6 +10,7 @@ agenttrail answers an export only after its spans are written, so every
 acknowledged span is already queryable; the script checks a sample through the REST API.
 
     python bench/ingest_bench.py --protocol both --requests 300 --concurrency 32 [--ingest-workers N]
+    python bench/ingest_bench.py --protocol http --storage chdb:///tmp/big --database commit_bench --seed 7
 """
 
 from __future__ import annotations
@@ -261,19 +264,26 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=32)
     parser.add_argument("--ingest-workers", type=int, default=None,
                         help="passed to agenttrail serve (default: the server's own default)")
+    parser.add_argument("--storage", help="an existing store's DSN, passed to agenttrail serve (kept afterwards)")
+    parser.add_argument("--database", help="its database, passed to agenttrail serve")
+    parser.add_argument("--seed", type=int, default=1, help="seed of the generated runs (default 1)")
     args = parser.parse_args()
     if args.requests <= 0 or args.spans_per_request <= 0 or args.concurrency <= 0:
         parser.error("--requests, --spans-per-request and --concurrency must be positive")
+    if args.database and not args.storage:
+        parser.error("--database needs --storage")
 
     protocols = ["http", "grpc"] if args.protocol == "both" else [args.protocol]
     print(f"encoding {args.requests * len(protocols)} requests of {args.spans_per_request} spans…", file=sys.stderr)
     data_dir = tempfile.mkdtemp(prefix="agenttrail-bench-")
     extra = ("--ingest-workers", str(args.ingest_workers)) if args.ingest_workers is not None else ()
+    if args.storage:
+        extra += ("--storage", args.storage) + (("--database", args.database) if args.database else ())
     proc, ports = start_server(data_dir, extra)
     try:
         results = []
         for n, protocol in enumerate(protocols):
-            bodies, sample = build_requests(args.requests, args.spans_per_request, seed=n + 1)
+            bodies, sample = build_requests(args.requests, args.spans_per_request, seed=args.seed + n)
             before = cpu_seconds(proc.pid)
             result = run_load(protocol, bodies, ports, args.concurrency, args.spans_per_request)
             after = cpu_seconds(proc.pid)
