@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import itertools
 import pickle
-import threading
-import time
 import random
 import re
+import threading
+import time
 
 import pytest
 
@@ -153,13 +153,16 @@ def _read_back(store):
     return [dict(zip(STEP_COLUMN_NAMES, row)) for row in rows.result_rows]
 
 
-def test_encoded_steps_store_the_same_rows_as_a_step_batch(store):
+def test_encoded_steps_store_the_same_rows_as_clickhouse_connects_own_insert(store):
     rich = step("1", attributes={"a": "1", "é": "ü"}, resource_attributes={"service.name": "s"},
                 finish_reasons=["stop"], unmapped_usage={"gen_ai.usage.x": "3"}, cost_usd=0.5,
                 **{"events.time": [T0], "events.name": ["exception"], "events.attributes": [{"k": "v"}],
                    "links.trace_id": ["cd" * 16], "links.span_id": ["ef" * 8], "links.trace_state": [""],
                    "links.attributes": [{}]})
-    store.writer.write(batch_of([rich, *STEPS[1:]]))
+    batch = batch_of([rich, *STEPS[1:]])
+    # The reference: clickhouse-connect's own insert, with the types it reads from the table.
+    data = [batch.columns[name] for name in STEP_COLUMN_NAMES]
+    store.client().insert("steps", data, column_names=list(STEP_COLUMN_NAMES), column_oriented=True)
     expected = _read_back(store)
     store.command("TRUNCATE TABLE steps")
     store.writer.write(EncodedSteps.of(batch_of([rich, *STEPS[1:]]), ingested_ms=0))
