@@ -59,7 +59,7 @@ class TraceIngestor:
         ``encoding`` ("protobuf" / "json") is given — then decoding happens off the event loop.
         """
         project = self.project_for(principal, header_project)
-        mapped = await self.pool.map(request, encoding, project, principal.projects)
+        mapped = await self.pool.map(request, encoding, project, principal.allows)
         steps = mapped.steps
         if len(steps):
             future = self.writer.submit(steps)  # raises Overloaded when the queue is full

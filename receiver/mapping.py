@@ -35,6 +35,7 @@ from __future__ import annotations
 import re
 import time
 from dataclasses import dataclass, field
+from typing import Callable
 
 from agenttrail.storage import STEP_COLUMN_NAMES, StepBatch
 
@@ -98,12 +99,10 @@ class MappingResult:
     errors: list[str] = field(default_factory=list)
     unmapped_usage_keys: set[str] = field(default_factory=set)
 
-    def keep_projects(self, allowed: frozenset[str] | None) -> None:
-        """Refuse (as partial success) the spans of projects outside ``allowed`` (None: all)."""
-        if allowed is None or not len(self.batch):
-            return
+    def keep_projects(self, allows: Callable[[str], bool]) -> None:
+        """Refuse (as partial success) the spans of projects ``allows`` says no to."""
         projects = self.batch.columns["project_id"]
-        keep = [i for i, p in enumerate(projects) if p in allowed]
+        keep = [i for i, p in enumerate(projects) if allows(p)]
         if len(keep) < len(self.batch):
             refused = len(self.batch) - len(keep)
             self.errors.append(f"{refused} spans belong to projects this API key may not write to")

@@ -18,6 +18,7 @@ import time
 from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
+from typing import Callable
 
 from agenttrail.proto import otlp
 from agenttrail.storage import EncodedSteps, StepBatch, StorageUnavailable
@@ -42,12 +43,12 @@ def _init_worker(options: MappingOptions) -> None:
     _worker_options = options
 
 
-def _map(request, encoding: str | None, project: str | None, allowed: frozenset[str] | None,
+def _map(request, encoding: str | None, project: str | None, allows: Callable[[str], bool],
          options: MappingOptions) -> MappingResult:
     if encoding is not None:
         request = otlp.decode_export(request, encoding, "traces")
     result = map_export_request(request, project=project, options=options)
-    result.keep_projects(allowed)
+    result.keep_projects(allows)
     return result
 
 
@@ -57,8 +58,8 @@ def _encode(result: MappingResult) -> MappedRequest:
 
 
 def _map_in_worker(body: bytes, encoding: str, project: str | None,
-                   allowed: frozenset[str] | None) -> MappedRequest:
-    return _encode(_map(body, encoding, project, allowed, _worker_options))
+                   allows: Callable[[str], bool]) -> MappedRequest:
+    return _encode(_map(body, encoding, project, allows, _worker_options))
 
 
 class MappingPool:
@@ -79,34 +80,34 @@ class MappingPool:
                                    initializer=_init_worker, initargs=(self.options,))
 
     def _map_here(self, request, encoding: str | None, project: str | None,
-                  allowed: frozenset[str] | None) -> MappedRequest:
-        return _encode(_map(request, encoding, project, allowed, self.options))
+                  allows: Callable[[str], bool]) -> MappedRequest:
+        return _encode(_map(request, encoding, project, allows, self.options))
 
     def _rebuild(self, request, encoding: str | None, project: str | None,
-                 allowed: frozenset[str] | None) -> StepBatch:
+                 allows: Callable[[str], bool]) -> StepBatch:
         # Only when the writer must drop some duplicates from an encoded batch: rare.
-        return _map(request, encoding, project, allowed, self.options).batch
+        return _map(request, encoding, project, allows, self.options).batch
 
     async def map(self, request, encoding: str | None, project: str | None,
-                  allowed: frozenset[str] | None = None) -> MappedRequest:
+                  allows: Callable[[str], bool]) -> MappedRequest:
         """Map ``request`` — a decoded message, or encoded bytes when ``encoding`` is given.
 
-        Spans of projects outside ``allowed`` (None: every project) are refused.
+        Spans of projects ``allows`` says no to are refused (the caller's ``Principal.allows``).
         """
         loop = asyncio.get_running_loop()
         if not self.workers:
-            return await loop.run_in_executor(self._executor, self._map_here, request, encoding, project, allowed)
+            return await loop.run_in_executor(self._executor, self._map_here, request, encoding, project, allows)
         if encoding is None:  # gRPC hands us a parsed message; bytes are what crosses processes
             request, encoding = request.SerializeToString(), "protobuf"
         executor = self._executor
         try:
             mapped = await asyncio.wrap_future(
-                executor.submit(_map_in_worker, request, encoding, project, allowed))
+                executor.submit(_map_in_worker, request, encoding, project, allows))
         except BrokenProcessPool:
             if self._executor is executor:
                 self._executor = self._new_executor()
             raise StorageUnavailable("a mapping worker died; retry the export", retry_after=1) from None
-        mapped.steps.rebuild = lambda: self._rebuild(request, encoding, project, allowed)
+        mapped.steps.rebuild = lambda: self._rebuild(request, encoding, project, allows)
         return mapped
 
     def close(self) -> None:

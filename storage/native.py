@@ -7,7 +7,7 @@ bytes plus the span identities; the writer, in the process that owns the ClickHo
 connection, only checks identities for duplicates and concatenates blocks into one insert.
 
 The encoding itself is clickhouse-connect's (its column types write the columns); this
-module only fixes the column list and types, so a block is insertable into ``steps`` by
+module fixes the column list and reads the types from the steps DDL, so a block is insertable into ``steps`` by
 either store, embedded or server.
 """
 
@@ -20,36 +20,40 @@ from clickhouse_connect.driver.common import write_leb128
 from clickhouse_connect.driver.insert import InsertContext
 
 from .model import STEP_COLUMN_NAMES, StepBatch
+from .schema import STEP_COLUMNS_DDL
 
-_MAP = "Map(LowCardinality(String), String)"
-_TIME = "DateTime64(9, 'UTC')"
-_LOW = "LowCardinality(String)"
 
-# The insert type of every column, as ``DESCRIBE TABLE steps`` names it (a test holds the
-# two equal).  Nested columns are inserted as their arrays.
-STEP_INSERT_TYPES: dict[str, str] = {
-    **{name: "String" for name in STEP_COLUMN_NAMES},
-    **{name: _LOW for name in ("project_id", "kind", "span_kind", "operation", "service_name", "scope_name",
-                               "scope_version", "environment", "model", "provider", "status", "cost_source")},
-    "start_time": _TIME,
-    "end_time": _TIME,
-    **{name: "UInt64" for name in ("duration_ns", "input_tokens", "output_tokens", "cache_read_tokens",
-                                   "cache_creation_tokens", "reasoning_tokens", "total_tokens")},
-    "cost_usd": "Nullable(Float64)",
-    "finish_reasons": "Array(String)",
-    "unmapped_usage": "Map(String, String)",
-    "attributes": _MAP,
-    "resource_attributes": _MAP,
-    "events.time": f"Array({_TIME})",
-    "events.name": f"Array({_LOW})",
-    "events.attributes": f"Array({_MAP})",
-    "links.trace_id": "Array(String)",
-    "links.span_id": "Array(String)",
-    "links.trace_state": "Array(String)",
-    "links.attributes": f"Array({_MAP})",
-    "truncated": "UInt8",
-    "ingested_at": "DateTime64(3, 'UTC')",
-}
+def _top_level(text: str) -> list[str]:
+    """``text`` split at the commas outside parentheses."""
+    parts, depth, current = [], 0, ""
+    for char in text:
+        if char == "," and depth == 0:
+            parts.append(current)
+            current = ""
+            continue
+        depth += (char == "(") - (char == ")")
+        current += char
+    return [part.strip() for part in [*parts, current] if part.strip()]
+
+
+def _insert_types(columns_ddl: str) -> dict[str, str]:
+    """Column → insert type, read from the table's own column list; Nested columns as arrays."""
+    types = {}
+    for entry in _top_level(columns_ddl):
+        name, type_ = entry.split(None, 1)
+        type_ = " ".join(type_.split())
+        if type_.startswith("Nested("):
+            for inner in _top_level(type_[len("Nested("):-1]):
+                field, field_type = inner.split(None, 1)
+                types[f"{name}.{field}"] = f"Array({' '.join(field_type.split())})"
+        else:
+            types[name] = type_
+    return types
+
+
+# The insert type of every column, from the steps DDL itself (a test holds it equal to
+# ``DESCRIBE TABLE steps``).
+STEP_INSERT_TYPES: dict[str, str] = _insert_types(STEP_COLUMNS_DDL)
 INSERT_COLUMNS: tuple[str, ...] = (*STEP_COLUMN_NAMES, "ingested_at")
 _TYPES = [get_from_name(STEP_INSERT_TYPES[name]) for name in INSERT_COLUMNS]
 
