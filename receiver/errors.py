@@ -28,6 +28,15 @@ class Failure:
     message: str
     retry_after: float | None = None
 
+    @property
+    def reason(self) -> str:
+        """A short name for the failure, the ``outcome`` label of the receivers' metrics."""
+        return _REASONS.get(self.http_status, "invalid")
+
+
+_REASONS = {503: "retry_later", 401: "unauthenticated", 403: "forbidden", 413: "too_large",
+            415: "unsupported", 500: "internal"}
+
 
 def classify(exc: Exception) -> Failure:
     """Map an exception raised while ingesting to the answer the exporter must get."""

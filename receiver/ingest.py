@@ -9,6 +9,7 @@ success, so an acknowledged span is a stored span.
 from __future__ import annotations
 
 import asyncio
+from collections import Counter
 from dataclasses import dataclass
 
 from agenttrail.service.auth import Principal
@@ -31,6 +32,22 @@ class IngestOutcome:
     error_message: str = ""
 
 
+class IngestCounters:
+    """What the trace receivers have answered since the server started (read by ``/metrics``).
+
+    Counted on the event loop that serves both transports, so plain integers suffice.
+    """
+
+    def __init__(self) -> None:
+        self.exports: Counter[tuple[str, str]] = Counter()  # (transport, outcome) -> requests
+        self.accepted_spans = 0  # stored, or already stored (a retried duplicate)
+        self.refused_spans = 0  # refused one by one in a partial success (bad ids, times, projects)
+
+    def answered(self, transport: str, outcome: str) -> None:
+        """Count one trace export answered over ``transport`` ("ok", or a failure's reason)."""
+        self.exports[(transport, outcome)] += 1
+
+
 class TraceIngestor:
     """Maps export requests (through a :class:`MappingPool`) and writes them through the writer."""
 
@@ -40,6 +57,7 @@ class TraceIngestor:
         self.pool = pool
         self.write_timeout = write_timeout
         self.budget = InflightBudget(max_inflight_bytes)
+        self.counters = IngestCounters()
 
     @staticmethod
     def project_for(principal: Principal, header_project: str | None) -> str | None:
@@ -69,7 +87,9 @@ class TraceIngestor:
                 # Not acknowledged: the exporter retries, and the retry is deduplicated.
                 raise StorageUnavailable("storage did not confirm the write in time", retry_after=2)
         message = "; ".join(mapped.errors[:5])
+        self.counters.accepted_spans += len(steps)
+        self.counters.refused_spans += mapped.rejected
         return IngestOutcome(accepted=len(steps), rejected=mapped.rejected, error_message=message)
 
 
-__all__ = ["Forbidden", "IngestOutcome", "TraceIngestor"]
+__all__ = ["Forbidden", "IngestCounters", "IngestOutcome", "TraceIngestor"]

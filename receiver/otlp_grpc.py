@@ -66,7 +66,9 @@ class TraceService:
                 outcome = await self.ingestor.export(request, principal, headers.get("x-agenttrail-project"),
                                                      encoding="protobuf")
         except Exception as exc:
+            self.ingestor.counters.answered("grpc", classify(exc).reason)
             await _abort(context, exc)
+        self.ingestor.counters.answered("grpc", "ok")
         response = trace_service_pb2.ExportTraceServiceResponse()
         if outcome.rejected or outcome.error_message:
             response.partial_success.rejected_spans = outcome.rejected

@@ -70,9 +70,13 @@ def create_http_receiver(ingestor: TraceIngestor, keyring, max_request_bytes: in
                 body = compression.decompress(raw, request.headers.get("content-encoding"), max_request_bytes)
                 with ingestor.budget.hold(len(body) if body is not raw else 0):
                     payload = await _answer(signal, encoding, body, principal, request)
+            if signal == "traces":
+                ingestor.counters.answered("http", "ok")
             return Response(payload, 200, media_type=otlp.content_type_for(encoding))
         except Exception as exc:  # every failure becomes a well-formed OTLP error answer
             failure = classify(exc)
+            if signal == "traces":
+                ingestor.counters.answered("http", failure.reason)
             if failure.http_status >= 500 and not isinstance(exc, WireError):
                 log.log(logging.WARNING if failure.retry_after else logging.ERROR,
                         "OTLP/HTTP %s: %s", signal, exc, exc_info=failure.http_status == 500)

@@ -25,6 +25,7 @@ from agenttrail.storage import Store
 from agenttrail.validator.auto import AutoValidator
 
 from .settings import Settings
+from .telemetry import add_metrics_endpoint
 
 log = logging.getLogger("agenttrail")
 
@@ -103,8 +104,10 @@ class Service:
         await grpc_server.start()
 
         servers = []
+        api = create_app(self.store, keyring)
+        add_metrics_endpoint(api, ingestor.counters, self.store.writer)
         for app, attr in ((create_http_receiver(ingestor, keyring, s.max_request_bytes), "http_port"),
-                          (create_app(self.store, keyring), "api_port")):
+                          (api, "api_port")):
             config = uvicorn.Config(app, host=s.host, port=getattr(self, attr), log_level="warning",
                                     lifespan="off", access_log=False,
                                     limit_concurrency=1000, timeout_keep_alive=30)

@@ -69,7 +69,10 @@ class BatchWriter:
         self._closed = False
         self._last_version = 0
         self._thread = threading.Thread(target=self._run, name="agenttrail-writer", daemon=True)
-        self.stats = {"commits": 0, "spans_written": 0, "duplicates": 0, "failures": 0, "rejected": 0}
+        # Read by the server's /metrics: commits, spans inserted, spans skipped as already
+        # stored, failed commits, spans refused because the queue was full, commit seconds.
+        self.stats = {"commits": 0, "spans_written": 0, "duplicates": 0, "failures": 0, "rejected": 0,
+                      "commit_seconds": 0.0}
 
     def start(self) -> "BatchWriter":
         """Start the commit thread."""
@@ -154,6 +157,7 @@ class BatchWriter:
                     return
                 continue
             spans = sum(len(b) for b, _ in group)
+            started = time.perf_counter()
             try:
                 results = self._commit([b for b, _ in group])
             except Exception as exc:  # any failure: nothing in this group is acknowledged
@@ -167,6 +171,7 @@ class BatchWriter:
                 for (_, future), result in zip(group, results):
                     future.set_result(result)
             finally:
+                self.stats["commit_seconds"] += time.perf_counter() - started
                 with self._cond:
                     self._pending_spans -= spans
                     self._busy = bool(self._queue)

@@ -1,0 +1,79 @@
+"""``GET /metrics`` on the API port: the server's own ingest telemetry, in Prometheus format.
+
+What an operator needs to see before users notice: exports answered by outcome (a rising
+``retry_later`` count is back-pressure, ``invalid`` a broken client), spans accepted and refused,
+and the writer's commits, failures, queue and commit time.  Values are read from the
+receivers' and the writer's counters at scrape time; nothing is counted twice.  Counters
+start at zero when the server starts, as Prometheus expects of a process's counters.
+"""
+
+from __future__ import annotations
+
+from fastapi import Depends, FastAPI
+from fastapi.responses import Response
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+
+from agenttrail.api.deps import admin
+from agenttrail.receiver.ingest import IngestCounters
+
+OUTCOMES = ("ok", "invalid", "unauthenticated", "forbidden", "too_large", "unsupported",
+            "retry_later", "internal")
+TRANSPORTS = ("grpc", "http")
+
+
+class IngestCollector:
+    """A Prometheus collector over one server's :class:`IngestCounters` and writer stats."""
+
+    def __init__(self, counters: IngestCounters, writer):
+        self.counters = counters
+        self.writer = writer
+
+    def collect(self):
+        """The metric families, built from the live counters."""
+        exports = CounterMetricFamily(
+            "agenttrail_receiver_exports", "OTLP trace export requests answered, by transport and outcome",
+            labels=["transport", "outcome"])
+        for transport in TRANSPORTS:  # every series from the start, so rate() sees the first one
+            for outcome in OUTCOMES:
+                exports.add_metric([transport, outcome], self.counters.exports[(transport, outcome)])
+        yield exports
+        yield CounterMetricFamily("agenttrail_receiver_accepted_spans",
+                                  "Spans acknowledged to exporters (stored, or already stored)",
+                                  value=self.counters.accepted_spans)
+        yield CounterMetricFamily("agenttrail_receiver_refused_spans",
+                                  "Spans refused one by one in a partial success (bad ids or times, "
+                                  "projects the key may not write to)", value=self.counters.refused_spans)
+        stats = self.writer.stats
+        yield CounterMetricFamily("agenttrail_writer_commits", "Group commits to ClickHouse",
+                                  value=stats["commits"])
+        yield CounterMetricFamily("agenttrail_writer_commit_failures",
+                                  "Group commits that failed (their exports were answered retry_later)",
+                                  value=stats["failures"])
+        yield CounterMetricFamily("agenttrail_writer_written_spans", "Spans inserted into steps",
+                                  value=stats["spans_written"])
+        yield CounterMetricFamily("agenttrail_writer_duplicate_spans",
+                                  "Spans not inserted because they were already stored (client retries)",
+                                  value=stats["duplicates"])
+        yield CounterMetricFamily("agenttrail_writer_overload_refused_spans",
+                                  "Spans refused because the write queue was full", value=stats["rejected"])
+        yield CounterMetricFamily("agenttrail_writer_commit_seconds",
+                                  "Wall time spent in commits (divide by commits for the mean)",
+                                  value=stats["commit_seconds"])
+        yield GaugeMetricFamily("agenttrail_writer_pending_spans",
+                                "Spans accepted into the write queue and not yet committed",
+                                value=self.writer.pending_spans)
+
+
+def add_metrics_endpoint(app: FastAPI, counters: IngestCounters, writer) -> None:
+    """Serve ``GET /metrics`` on ``app``; it needs an admin key when keys are configured."""
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(IngestCollector(counters, writer))
+
+    def metrics(_principal=Depends(admin)) -> Response:
+        return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
+
+    app.add_api_route("/metrics", metrics, methods=["GET"], include_in_schema=False)
+
+
+__all__ = ["IngestCollector", "add_metrics_endpoint"]
