@@ -125,6 +125,27 @@ def test_duplicate_within_one_batch_is_written_once(store):
     assert store.query("SELECT count() FROM steps").result_rows == [(1,)]
 
 
+def test_a_span_sent_twice_in_one_group_is_written_once_even_when_encoded(store):
+    rebuilt = []
+
+    def rebuild():
+        rebuilt.append(True)
+        return batch_of(STEPS)
+
+    encoded = EncodedSteps.of(batch_of(STEPS + [STEPS[2]]), ingested_ms=0)
+    encoded.rebuild = rebuild
+    result = store.writer.write(encoded)
+    assert (result.accepted, result.duplicates) == (6, 1) and rebuilt == [True]
+    assert store.query("SELECT count(), uniqExact(step_id) FROM steps").result_rows == [(5, 5)]
+
+
+def test_one_span_id_in_two_runs_is_two_spans(store):
+    other_run = dict(STEPS[1], run_id="cd" * 16)  # span ids are unique per trace only
+    result = store.writer.write(batch_of([STEPS[1], other_run]))
+    assert (result.accepted, result.duplicates) == (2, 0)
+    assert store.query("SELECT count(), uniqExact(run_id) FROM steps").result_rows == [(2, 2)]
+
+
 def test_full_queue_refuses_instead_of_buffering(store):
     writer = BatchWriter(lambda: store.client(), max_pending_spans=3)  # not started: nothing drains
     first = writer.submit(batch_of(STEPS[:3]))
