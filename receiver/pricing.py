@@ -1,9 +1,18 @@
 """Model prices and the cost of one LLM call.
 
 :class:`PriceTable` holds USD prices per million tokens, per model.  The built-in table is
-``prices.yaml`` next to this module (its ``as_of`` date says how fresh it is); a user file
-in the same format is merged over it with :meth:`PriceTable.load`.  Validation is strict —
-unknown keys, negative or non-numeric prices are errors that name the offending key.
+the model providers' own prices from `genai-prices <https://github.com/pydantic/genai-prices>`_
+(Pydantic's maintained price data, installed with agenttrail: ``pip install -U genai-prices``
+refreshes it), over ``prices.yaml`` next to this module for the names it does not carry; a user
+file in the same format is merged over both with :meth:`PriceTable.load`.  Validation is
+strict — unknown keys, negative or non-numeric prices are errors that name the offending key.
+
+From genai-prices, only first-party providers count (:data:`FIRST_PARTY_PROVIDERS`, the first
+one listing a model wins): a reseller's price for the same model name is not the model's price.
+Prices that vary with the prompt's length take their base tier (up to the first threshold,
+e.g. 200k input tokens); prices that vary with time take the ones in force when the table is
+built.  genai-prices' own ``calc_price`` is not called per span: it costs 60–90 µs a call,
+more than mapping the span.
 
 Cost rules (OpenTelemetry GenAI semantics): cache-read and cache-creation tokens are *part of*
 the input tokens, so they are priced at their own rates and only the rest at the input rate;
@@ -21,7 +30,8 @@ import functools
 import math
 import re
 from dataclasses import dataclass
-from importlib import resources
+from datetime import datetime, timezone
+from importlib import metadata, resources
 
 import yaml
 
@@ -29,6 +39,13 @@ _TOP_KEYS = frozenset({"as_of", "currency", "unit", "models"})
 _PRICE_KEYS = frozenset({"input", "output", "cached_input", "cache_write"})
 _BEDROCK_PREFIX = re.compile(r"^(?:[a-z]{2}\.)?(?:anthropic|meta|mistral|amazon|cohere|ai21)\.")
 _CACHE_LIMIT = 4096
+FIRST_PARTY_PROVIDERS = ("openai", "anthropic", "google", "mistral", "deepseek", "x-ai", "cohere",
+                         "moonshotai", "zai", "minimax", "perplexity", "voyageai")
+"""genai-prices provider ids whose prices are the model maker's own, in order of preference."""
+UNPRICEABLE_CHARGES = ("requests_kcount", "output_reasoning_mtok", "output_citation_mtok",
+                       "input_text_messages_kcount")
+"""genai-prices charges a step's token counts cannot price (per call, reasoning or citation
+tokens at their own rate): models with any of them are left out, their cost unknown."""
 
 
 class PriceTableError(ValueError):
@@ -116,10 +133,12 @@ class PriceTable:
     @classmethod
     @functools.cache
     def default(cls) -> "PriceTable":
-        """The built-in table (``prices.yaml``), loaded once."""
+        """The built-in table: genai-prices over ``prices.yaml`` (module docstring), built once."""
         text = resources.files(__package__).joinpath("prices.yaml").read_text("utf-8")
         as_of, models = _parse(_read(text, "prices.yaml"), "prices.yaml")
-        return cls(models, as_of)
+        maintained = genai_prices_models(datetime.now(timezone.utc))
+        return cls({**models, **maintained}, f"genai-prices {metadata.version('genai-prices')}; "
+                                             f"prices.yaml {as_of}")
 
     @classmethod
     def load(cls, path: str) -> "PriceTable":
@@ -163,4 +182,41 @@ class PriceTable:
         return price.cost(input_tokens, output_tokens, cache_read, cache_creation)
 
 
-__all__ = ["ModelPrice", "PriceTable", "PriceTableError"]
+def _per_million(price) -> float | None:
+    if price is None:
+        return None
+    return float(getattr(price, "base", price))  # TieredPrices: the base tier
+
+
+def genai_prices_models(when: datetime) -> dict[str, ModelPrice]:
+    """The first-party token prices genai-prices holds, as in force at ``when``, by model id.
+
+    Models without both an input and an output token price (images, audio), or with a charge
+    in :data:`UNPRICEABLE_CHARGES`, are left out: their cost stays unknown rather than wrong.
+    """
+    from genai_prices import data_snapshot  # ~20 ms to import: only when a table is built
+
+    providers = {p.id: p for p in data_snapshot.get_snapshot().providers}
+    found: dict[str, ModelPrice] = {}
+    for provider_id in FIRST_PARTY_PROVIDERS:
+        for model in getattr(providers.get(provider_id), "models", ()):
+            name = model.id.strip().lower()
+            if not name or "/" in name or name in found:  # lookups drop a "vendor/" path
+                continue
+            prices = model.get_prices(when)
+            if any(getattr(prices, charge, None) is not None for charge in UNPRICEABLE_CHARGES):
+                continue
+            input_price = _per_million(getattr(prices, "input_mtok", None))
+            output_price = _per_million(getattr(prices, "output_mtok", None))
+            if input_price is None or output_price is None:
+                continue
+            cached = _per_million(getattr(prices, "cache_read_mtok", None))
+            write = _per_million(getattr(prices, "cache_write_mtok", None))
+            found[name] = ModelPrice(input=input_price, output=output_price,
+                                     cached_input=input_price if cached is None else cached,
+                                     cache_write=input_price if write is None else write)
+    return found
+
+
+__all__ = ["FIRST_PARTY_PROVIDERS", "UNPRICEABLE_CHARGES", "ModelPrice", "PriceTable", "PriceTableError",
+           "genai_prices_models"]

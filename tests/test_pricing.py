@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import re
+from datetime import datetime, timezone
+
 import pytest
 
 from agenttrail.receiver.mapping import MappingOptions
-from agenttrail.receiver.pricing import PriceTable, PriceTableError
+from agenttrail.receiver.pricing import FIRST_PARTY_PROVIDERS, UNPRICEABLE_CHARGES, PriceTable, PriceTableError
 from mapping_helpers import map_one
 
 
@@ -15,8 +18,8 @@ def table() -> PriceTable:
 
 
 def test_default_table_is_dated_and_sane(table):
-    assert table.as_of >= "2025-01-01"
-    assert len(table.models) > 30
+    assert re.fullmatch(r"genai-prices \S+; prices\.yaml 20\d\d-\d\d-\d\d", table.as_of)
+    assert len(table.models) > 100
     for name, price in table.models.items():
         assert price.cached_input <= price.input, name
         assert price.input >= 0 and price.output >= 0, name
@@ -35,12 +38,14 @@ def test_default_table_is_dated_and_sane(table):
     ("models/gemini-1.5-pro-002", "gemini-1.5-pro"),
     ("mistral-large-latest", "mistral-large"),
     ("claude-3-5-sonnet-v2@20241022", "claude-3-5-sonnet"),
+    ("ft:gpt-4o:my-org::abc123", "ft:gpt-4o"),  # fine-tuned models have prices of their own
+    ("text-embedding-3-small", "text-embedding-3-small"),  # from prices.yaml: genai-prices lacks it
 ])
 def test_lookup_exact_then_longest_prefix(table, model, entry):
     assert table.lookup(model) is table.models[entry]
 
 
-@pytest.mark.parametrize("model", ["", "my-local-llama", "gpt-4o2", "gpt-4.5-preview-x", "ft:gpt-4o:org::id"])
+@pytest.mark.parametrize("model", ["", "my-local-llama", "gpt-4o2", "gpt-unknown-9", "ft:my-own-model"])
 def test_unknown_models_have_no_price(table, model):
     assert table.cost(model, 1000, 1000) is None
     if model:
@@ -52,6 +57,44 @@ def test_cost_prices_cache_tokens_apart_and_reasoning_once(table):
     cost = table.cost("claude-sonnet-4-20250514", 1000, 500, cache_read=300, cache_creation=100)
     assert cost == pytest.approx((600 * 3 + 300 * 0.3 + 100 * 3.75 + 500 * 15) / 1e6)
     assert table.cost("gpt-4o-mini", 0, 0) == 0.0
+
+
+def _flat_first_party_models():
+    """(provider, model, prices) of first-party genai-prices models whose token prices have no
+    tiers, each model id once: from the first provider listing it, as the built-in table does."""
+    from genai_prices import data_snapshot
+    from genai_prices.types import TieredPrices
+
+    now = datetime.now(timezone.utc)
+    providers = {p.id: p for p in data_snapshot.get_snapshot().providers}
+    seen = set()
+    for provider_id in FIRST_PARTY_PROVIDERS:
+        provider = providers.get(provider_id)
+        for model in getattr(provider, "models", ()):
+            prices = model.get_prices(now)
+            fields = [getattr(prices, f, None) for f in ("input_mtok", "output_mtok", "cache_read_mtok",
+                                                         "cache_write_mtok")]
+            if (model.id.lower() in seen or "/" in model.id or fields[0] is None or fields[1] is None
+                    or any(getattr(prices, charge, None) is not None for charge in UNPRICEABLE_CHARGES)):
+                continue
+            seen.add(model.id.lower())
+            if not any(isinstance(f, TieredPrices) for f in fields):
+                yield provider, model, prices
+
+
+def test_default_costs_agree_with_genai_prices_own_calculation(table):
+    from genai_prices import Usage
+
+    checked = 0
+    for provider, model, prices in _flat_first_party_models():
+        read = 3000 if getattr(prices, "cache_read_mtok", None) is not None else 0
+        write = 2000 if getattr(prices, "cache_write_mtok", None) is not None else 0
+        usage = Usage(input_tokens=10_000, output_tokens=700, cache_read_tokens=read, cache_write_tokens=write)
+        expected = float(model.calc_price(usage, provider).total_price)
+        name = model.id.lower()
+        assert table.cost(name, 10_000, 700, cache_read=read, cache_creation=write) == pytest.approx(expected), name
+        checked += 1
+    assert checked > 100
 
 
 def test_override_file_merges_over_defaults(tmp_path):
