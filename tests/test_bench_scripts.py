@@ -1,0 +1,49 @@
+"""The benchmark scripts run end to end on a tiny load and refuse bad flags (nothing is timed)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+BENCH = Path(__file__).resolve().parent.parent / "bench"
+
+
+def run(script: str, *args: str, timeout: float = 240) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, str(BENCH / script), *args], capture_output=True, text=True,
+                          timeout=timeout)
+
+
+def test_ingest_bench_runs_end_to_end_on_a_tiny_load():
+    done = run("ingest_bench.py", "--protocol", "both", "--requests", "3", "--spans-per-request", "16",
+               "--concurrency", "2", "--ingest-workers", "1")
+    assert done.returncode == 0, done.stderr
+    lines = [json.loads(line) for line in done.stdout.splitlines()]
+    results, footer = lines[:-1], lines[-1]
+    assert [r["protocol"] for r in results] == ["http", "grpc"]
+    for result in results:
+        assert (result["acknowledged_spans"], result["errors"]) == (48, 0)
+        found, sampled = result["sampled_runs_queryable"].split("/")
+        assert found == sampled and int(sampled) > 0  # every sampled run is readable through the API
+        # CPU is read in clock ticks (10 ms): at 48 spans only the shape can be checked
+        assert set(result["cpu_us_per_span"]) == {"main", "workers", "load_generator"}
+        split = result["main_cpu_us_per_span"]
+        assert set(split) == {"python", "merges", "native"} and min(split.values()) >= 0
+    assert footer["server_peak_rss_mib"] > 0
+
+
+@pytest.mark.parametrize("script, args, message", [
+    ("ingest_bench.py", ["--requests", "0"], "must be positive"),
+    ("ingest_bench.py", ["--concurrency", "-3"], "must be positive"),
+    ("ingest_bench.py", ["--database", "x"], "--database needs --storage"),
+    ("ingest_bench.py", ["--protocol", "udp"], "invalid choice"),
+    ("ingest_bench.py", ["--requests", "many"], "invalid int value"),
+    ("commit_bench.py", ["--rounds", "0"], "--rounds must be positive"),
+    ("commit_bench.py", ["--prefill", "-1"], "--prefill not negative"),
+])
+def test_bench_scripts_refuse_bad_flags(script, args, message):
+    done = run(script, *args, timeout=60)
+    assert done.returncode == 2 and message in done.stderr, done.stderr
