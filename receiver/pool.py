@@ -13,6 +13,7 @@ a crashed pool is replaced, the requests it held answered "retry".
 from __future__ import annotations
 
 import asyncio
+import gc
 import multiprocessing
 import time
 from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
@@ -41,6 +42,10 @@ _worker_options: MappingOptions | None = None
 def _init_worker(options: MappingOptions) -> None:
     global _worker_options
     _worker_options = options
+    # Modules, protobuf descriptors and the price data (genai-prices alone is ~28k objects)
+    # live as long as the worker: left in the collector's oldest generation, every full
+    # collection walks them again while a request's rows are mapped.
+    gc.freeze()
 
 
 def _map(request, encoding: str | None, project: str | None, allows: Callable[[str], bool],
@@ -57,9 +62,22 @@ def _encode(result: MappingResult) -> MappedRequest:
     return MappedRequest(steps, result.rejected, result.errors)
 
 
+# Mapping allocates a few dozen containers per span, all freed by reference counting; yet
+# while a large request's rows are alive, each of the cyclic collector's passes walks them all
+# again.  For bodies this large the collector waits until the request is mapped (8,192-span
+# requests: 22.8 -> 20.8 µs per span, /tmp measurement); for small ones pausing cost ~0.5 µs.
+_PAUSE_COLLECTOR_BYTES = 1 << 20
+
+
 def _map_in_worker(body: bytes, encoding: str, project: str | None,
                    allows: Callable[[str], bool]) -> MappedRequest:
-    return _encode(_map(body, encoding, project, allows, _worker_options))
+    if len(body) < _PAUSE_COLLECTOR_BYTES:
+        return _encode(_map(body, encoding, project, allows, _worker_options))
+    gc.disable()  # a worker maps one request at a time: nothing else runs meanwhile
+    try:
+        return _encode(_map(body, encoding, project, allows, _worker_options))
+    finally:
+        gc.enable()
 
 
 class MappingPool:

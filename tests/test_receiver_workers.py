@@ -83,3 +83,29 @@ def test_foreign_projects_refused_and_partial_resends_deduplicated(make_server, 
     rows = server.store.query("SELECT project_id, step_id FROM steps ORDER BY step_id").result_rows
     assert rows == [("a", "01" * 8), ("a", "03" * 8)]
     assert httpx.get(f"{server.api_url}/v1/runs/{a}", headers=headers).json()["step_count"] == 2
+
+
+def test_a_large_request_is_mapped_with_the_collector_paused_and_resumed_after():
+    import gc
+
+    from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
+
+    from agenttrail.proto.errors import MalformedPayload
+    from agenttrail.receiver import pool
+    from agenttrail.receiver.mapping import DEFAULT_OPTIONS
+
+    spans = []
+    while len(spans) < 5000:
+        spans += record_support_run()[0]
+    body = encode_spans(spans).SerializeToString()
+    assert len(body) >= pool._PAUSE_COLLECTOR_BYTES  # the path under test
+    pool._init_worker(DEFAULT_OPTIONS)
+    try:
+        mapped = pool._map_in_worker(body, "protobuf", None, lambda project: True)
+        assert len(mapped.steps) == len(spans) and mapped.rejected == 0
+        assert gc.isenabled()
+        with pytest.raises(MalformedPayload):
+            pool._map_in_worker(b"\xff" * pool._PAUSE_COLLECTOR_BYTES, "protobuf", None, lambda project: True)
+        assert gc.isenabled()  # resumed when the mapping fails too
+    finally:
+        gc.unfreeze()  # _init_worker froze this test process's heap
