@@ -42,10 +42,19 @@ _worker_options: MappingOptions | None = None
 def _init_worker(options: MappingOptions) -> None:
     global _worker_options
     _worker_options = options
-    # Modules, protobuf descriptors and the price data (genai-prices alone is ~28k objects)
-    # live as long as the worker: left in the collector's oldest generation, every full
-    # collection walks them again while a request's rows are mapped.
+    # The first encode imports what clickhouse-connect checks inputs against (pandas, numpy:
+    # ~1 s of CPU): pay it here, not in the first export's latency.
+    warm_up = StepBatch()
+    warm_up.append()
+    EncodedSteps.of(warm_up, 0)
+    # Modules, protobuf descriptors and the price data (genai-prices alone is ~28k objects,
+    # pandas many more) live as long as the worker: left in the collector's oldest
+    # generation, every full collection walks them again while a request's rows are mapped.
     gc.freeze()
+
+
+def _started() -> bool:
+    return True
 
 
 def _map(request, encoding: str | None, project: str | None, allows: Callable[[str], bool],
@@ -94,8 +103,14 @@ class MappingPool:
         if not self.workers:
             # One thread: more threads would only take turns on the GIL.
             return ThreadPoolExecutor(max_workers=1, thread_name_prefix="agenttrail-map")
-        return ProcessPoolExecutor(max_workers=self.workers, mp_context=multiprocessing.get_context("spawn"),
-                                   initializer=_init_worker, initargs=(self.options,))
+        executor = ProcessPoolExecutor(max_workers=self.workers, mp_context=multiprocessing.get_context("spawn"),
+                                       initializer=_init_worker, initargs=(self.options,))
+        # The pool starts a worker only when a task finds none idle, and starting one (a new
+        # interpreter, imports, the price table, the warm-up) takes ~1 s of CPU: start them all
+        # now rather than in the first exports' latency.
+        for _ in range(self.workers):
+            executor.submit(_started)
+        return executor
 
     def _map_here(self, request, encoding: str | None, project: str | None,
                   allows: Callable[[str], bool]) -> MappedRequest:

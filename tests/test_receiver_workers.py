@@ -109,3 +109,31 @@ def test_a_large_request_is_mapped_with_the_collector_paused_and_resumed_after()
         assert gc.isenabled()  # resumed when the mapping fails too
     finally:
         gc.unfreeze()  # _init_worker froze this test process's heap
+
+
+def _spawned_workers() -> int:
+    """Worker processes this test process has spawned (the in-process server's pool)."""
+    count = 0
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as fh:
+                ppid = int(fh.read().rsplit(")", 1)[1].split()[1])
+            with open(f"/proc/{entry}/cmdline", "rb") as fh:
+                spawned = b"spawn_main" in fh.read()
+        except (OSError, ValueError):  # gone meanwhile
+            continue
+        count += ppid == os.getpid() and spawned
+    return count
+
+
+def test_workers_start_with_the_server_not_with_the_first_export(make_server):
+    import time
+
+    before = _spawned_workers()
+    make_server(ingest_workers=2)
+    deadline = time.monotonic() + 60
+    while _spawned_workers() < before + 2 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert _spawned_workers() == before + 2  # no export has been sent
