@@ -83,7 +83,7 @@ FROM (
     SELECT {RUN_AGGREGATES_SQL}
     FROM (
         SELECT * FROM steps
-        WHERE project_id IN {{projects:Array(String)}} AND run_id IN {{runs:Array(String)}}
+        WHERE project_id IN {{projects:Array(String)}} AND run_id IN splitByChar(',', $runs$)
           AND ingested_at >= fromUnixTimestamp64Milli({{since:Int64}})
         LIMIT 1 BY project_id, run_id, step_id
     )

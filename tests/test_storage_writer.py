@@ -15,7 +15,7 @@ from agenttrail.storage import STEP_COLUMN_NAMES, EncodedSteps, Overloaded, Step
 from agenttrail.storage.native import INSERT_COLUMNS, STEP_INSERT_TYPES
 from agenttrail.storage.runs import get_run, get_steps
 from agenttrail.storage.runs_sql import RECOMPUTE_RUNS_SQL
-from agenttrail.storage.writer import STORED_KEYS_SQL, BatchWriter
+from agenttrail.storage.writer import STORED_KEYS_SQL, BatchWriter, run_ids_parameter
 
 RUN = "ab" * 16
 T0 = 1_700_000_000_000_000_000
@@ -144,6 +144,15 @@ def test_one_span_id_in_two_runs_is_two_spans(store):
     result = store.writer.write(batch_of([STEPS[1], other_run]))
     assert (result.accepted, result.duplicates) == (2, 0)
     assert store.query("SELECT count(), uniqExact(run_id) FROM steps").result_rows == [(2, 2)]
+
+
+@pytest.mark.parametrize("run_id", ["", "ab" * 15 + ",x", "ab" * 15 + "$r", "$runs$ OR 1", "a,b"])
+def test_run_ids_the_queries_cannot_carry_are_refused_before_queueing(store, run_id):
+    with pytest.raises(ValueError, match="must not be empty or contain"):
+        store.writer.submit(batch_of([dict(STEPS[0], run_id=run_id)]))
+    assert store.writer.pending_spans == 0
+    assert store.writer.write(batch_of(STEPS)).accepted == 5  # the writer is unharmed
+    assert store.writer.write(StepBatch()).accepted == 0  # an empty batch has no run ids to check
 
 
 def test_full_queue_refuses_instead_of_buffering(store):
@@ -292,7 +301,9 @@ def test_a_commit_reads_only_recently_ingested_granules(store, query):
     select = RECOMPUTE_RUNS_SQL[RECOMPUTE_RUNS_SQL.index("SELECT"):] if query == "recompute" else STORED_KEYS_SQL
     since = time.time_ns() // 1_000_000 - 3_600_000
     plan = [row[0] for row in store.query(
-        "EXPLAIN indexes = 1 " + select, {"projects": ["p"], "runs": runs, "since": since, "version": 1}).result_rows]
+        "EXPLAIN indexes = 1 " + select,
+        {"projects": ["p"], "$runs$": run_ids_parameter(runs), "since": since, "version": 1}).result_rows]
+    assert any("run_id in 300-element set" in line for line in plan), plan  # the key is used
     # The read's own line, "Parts: a | Granules: b", says what is read after every index.
     read = [int(m.group(1)) for line in plan if (m := re.search(r"Parts: \d+ \| Granules: (\d+)", line))]
     assert read and read[0] <= 2, plan
