@@ -32,6 +32,7 @@ value is ``UNSPECIFIED``).  Kind, model, tokens, cost and content rules are docu
 
 from __future__ import annotations
 
+import functools
 import re
 import time
 from dataclasses import dataclass, field
@@ -87,7 +88,11 @@ class MappingOptions:
         return self.capture_content or project in self.capture_content_projects
 
 
-DEFAULT_OPTIONS = MappingOptions()
+@functools.cache
+def default_options() -> MappingOptions:
+    """The options of a server with no settings, built on first use: building the price table
+    loads genai-prices' data (~14 MiB), which a mapping worker, handed its options, never needs."""
+    return MappingOptions()
 
 
 @dataclass
@@ -137,8 +142,13 @@ class _Resource:
 
 
 def map_export_request(request, *, project: str | None = None,
-                       options: MappingOptions = DEFAULT_OPTIONS) -> MappingResult:
-    """Map every span of ``request``; bad spans are counted in ``rejected``, never raised."""
+                       options: MappingOptions | None = None) -> MappingResult:
+    """Map every span of ``request``; bad spans are counted in ``rejected``, never raised.
+
+    ``options`` default to :func:`default_options`.
+    """
+    if options is None:
+        options = default_options()
     result = MappingResult(StepBatch())
     fixed_project = sanitize_project(project) if project else None
     mapper = _SpanMapper(options, result)
@@ -285,4 +295,4 @@ class _SpanMapper:
         return (trace_ids, span_ids, states, maps), cut
 
 
-__all__ = ["DEFAULT_OPTIONS", "MappingOptions", "MappingResult", "map_export_request", "sanitize_project"]
+__all__ = ["MappingOptions", "MappingResult", "default_options", "map_export_request", "sanitize_project"]

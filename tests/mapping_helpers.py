@@ -8,7 +8,7 @@ from opentelemetry.sdk.trace import SpanLimits, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-from agenttrail.receiver.mapping import DEFAULT_OPTIONS, map_export_request
+from agenttrail.receiver.mapping import map_export_request
 
 
 class Recorder:
@@ -38,7 +38,7 @@ def rows(result) -> list[dict]:
     return [{name: values[i] for name, values in columns.items()} for i in range(len(result.batch))]
 
 
-def map_one(attributes: dict, name: str = "span", options=DEFAULT_OPTIONS, resource: dict | None = None,
+def map_one(attributes: dict, name: str = "span", options=None, resource: dict | None = None,
             **kwargs) -> dict:
     """Record one span with ``attributes`` and return its mapped row."""
     recorder = Recorder(resource)

@@ -92,14 +92,14 @@ def test_a_large_request_is_mapped_with_the_collector_paused_and_resumed_after()
 
     from agenttrail.proto.errors import MalformedPayload
     from agenttrail.receiver import pool
-    from agenttrail.receiver.mapping import DEFAULT_OPTIONS
+    from agenttrail.receiver.mapping import default_options
 
     spans = []
     while len(spans) < 5000:
         spans += record_support_run()[0]
     body = encode_spans(spans).SerializeToString()
     assert len(body) >= pool._PAUSE_COLLECTOR_BYTES  # the path under test
-    pool._init_worker(DEFAULT_OPTIONS)
+    pool._init_worker(default_options())
     try:
         mapped = pool._map_in_worker(body, "protobuf", None, lambda project: True)
         assert len(mapped.steps) == len(spans) and mapped.rejected == 0
@@ -137,3 +137,24 @@ def test_workers_start_with_the_server_not_with_the_first_export(make_server):
     while _spawned_workers() < before + 2 and time.monotonic() < deadline:
         time.sleep(0.1)
     assert _spawned_workers() == before + 2  # no export has been sent
+
+
+def test_a_worker_gets_its_prices_from_the_server_not_from_genai_prices(tmp_path):
+    import pickle
+    import subprocess
+    import sys
+
+    from agenttrail.receiver.mapping import default_options
+
+    options = tmp_path / "options.pickle"
+    options.write_bytes(pickle.dumps(default_options()))
+    # What a spawned worker does: import the pool, take the pickled options, warm up.
+    script = ("import pickle, sys\n"
+              "from agenttrail.receiver import pool\n"
+              f"pool._init_worker(pickle.loads(open({str(options)!r}, 'rb').read()))\n"
+              "print('genai_prices' in sys.modules, len(pool._worker_options.prices.models))\n")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    loaded, models = done.stdout.split()
+    assert loaded == "False"  # its ~14 MiB of price data stays in the server process
+    assert int(models) == len(default_options().prices.models)
