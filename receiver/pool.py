@@ -1,6 +1,6 @@
 """Where span mapping runs: one thread in this process, or a pool of worker processes.
 
-Decoding, mapping and encoding steps for ClickHouse are pure Python (~40 µs of CPU per
+Decoding, mapping and encoding steps for ClickHouse are pure Python (~25 µs of CPU per
 span), so in one process they share the GIL with the writer and the transports and use one
 core at most.  With ``workers > 0`` the request bytes go to worker processes that decode and
 map them, refuse the spans of projects the caller may not write to, and send back the steps
@@ -47,9 +47,9 @@ def _init_worker(options: MappingOptions) -> None:
     warm_up = StepBatch()
     warm_up.append()
     EncodedSteps.of(warm_up, 0)
-    # Modules, protobuf descriptors and the price data (genai-prices alone is ~28k objects,
-    # pandas many more) live as long as the worker: left in the collector's oldest
-    # generation, every full collection walks them again while a request's rows are mapped.
+    # Modules, protobuf descriptors, pandas and the price table live as long as the worker:
+    # left in the collector's oldest generation, every full collection walks them again
+    # while a request's rows are mapped.
     gc.freeze()
 
 

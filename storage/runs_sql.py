@@ -76,6 +76,8 @@ RUN_AGGREGATES_SQL = ",\n    ".join(f"{expr} AS r_{name}" for name, expr in RUN_
 # shares key ranges with it (exact mode), which undoes the bound.  ``LIMIT 1 BY`` the span's
 # identity collapses a span stored twice just as well (the writer stores each span once; this
 # guards against concurrent writers), and works on every server version.
+#
+# ``$runs$`` is the commit's run ids, comma-separated (``writer.run_ids_parameter``).
 RECOMPUTE_RUNS_SQL = f"""
 INSERT INTO runs ({", ".join(RUN_COLUMNS)}, version)
 SELECT {", ".join("r_" + name for name in RUN_COLUMNS)}, {{version:UInt64}}
