@@ -138,26 +138,26 @@ def start_server(data_dir: str, extra_args: tuple[str, ...] = ()):
     raise SystemExit("server did not start")
 
 
+def proc_cpu(path: str) -> tuple[int, float]:
+    """(parent pid, CPU seconds: user + system) from a /proc ``stat`` file of a process or thread."""
+    with open(f"{path}/stat") as fh:
+        fields = fh.read().rsplit(")", 1)[1].split()
+    return int(fields[1]), (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def cpu_seconds(pid: int) -> dict[str, float]:
     """CPU seconds (user + system) used so far by ``pid`` (``main``) and its children
     (``workers``: the mapping processes) from /proc, and by this load generator."""
-    tick = os.sysconf("SC_CLK_TCK")
-
-    def stat(p):
-        with open(f"/proc/{p}/stat") as fh:
-            fields = fh.read().rsplit(")", 1)[1].split()
-        return int(fields[1]), (int(fields[11]) + int(fields[12])) / tick  # ppid, utime + stime
-
     workers = 0.0
     for entry in os.listdir("/proc"):
         if entry.isdigit():
             try:
-                ppid, used = stat(entry)
+                ppid, used = proc_cpu(f"/proc/{entry}")
             except OSError:  # gone meanwhile
                 continue
             workers += used if ppid == pid else 0.0
     own = resource.getrusage(resource.RUSAGE_SELF)
-    return {"main": stat(pid)[1], "workers": workers, "load_generator": own.ru_utime + own.ru_stime}
+    return {"main": proc_cpu(f"/proc/{pid}")[1], "workers": workers, "load_generator": own.ru_utime + own.ru_stime}
 
 
 def thread_cpu_seconds(pid: int) -> dict[str, float]:
@@ -169,7 +169,6 @@ def thread_cpu_seconds(pid: int) -> dict[str, float]:
     thread that has exited no longer shows: ``python`` is the process total less the other two,
     so the CPU of exited threads lands there.
     """
-    tick = os.sysconf("SC_CLK_TCK")
     with open(f"/proc/{pid}/comm") as fh:
         interpreter = fh.read().strip()
     merges = native = 0.0
@@ -177,18 +176,14 @@ def thread_cpu_seconds(pid: int) -> dict[str, float]:
         try:
             with open(f"/proc/{pid}/task/{tid}/comm") as fh:
                 name = fh.read().strip()
-            with open(f"/proc/{pid}/task/{tid}/stat") as fh:
-                fields = fh.read().rsplit(")", 1)[1].split()
+            used = proc_cpu(f"/proc/{pid}/task/{tid}")[1]
         except OSError:  # the thread ended meanwhile
             continue
-        used = (int(fields[11]) + int(fields[12])) / tick
         if name.startswith("MergeMutate"):
             merges += used
         elif name != interpreter:
             native += used
-    with open(f"/proc/{pid}/stat") as fh:
-        fields = fh.read().rsplit(")", 1)[1].split()
-    total = (int(fields[11]) + int(fields[12])) / tick
+    total = proc_cpu(f"/proc/{pid}")[1]
     return {"python": total - merges - native, "merges": merges, "native": native}
 
 

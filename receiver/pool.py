@@ -80,13 +80,14 @@ _PAUSE_COLLECTOR_BYTES = 1 << 20
 
 def _map_in_worker(body: bytes, encoding: str, project: str | None,
                    allows: Callable[[str], bool]) -> MappedRequest:
-    if len(body) < _PAUSE_COLLECTOR_BYTES:
-        return _encode(_map(body, encoding, project, allows, _worker_options))
-    gc.disable()  # a worker maps one request at a time: nothing else runs meanwhile
+    pause = len(body) >= _PAUSE_COLLECTOR_BYTES
+    if pause:
+        gc.disable()  # a worker maps one request at a time: nothing else runs meanwhile
     try:
         return _encode(_map(body, encoding, project, allows, _worker_options))
     finally:
-        gc.enable()
+        if pause:
+            gc.enable()
 
 
 class MappingPool:

@@ -98,6 +98,11 @@ class StepBatch:
             out.columns[name] = [column[i] for i in keep]
         return out
 
+    @property
+    def step_ids(self) -> list[str]:
+        """The span id of every step (as :class:`~agenttrail.storage.EncodedSteps` has them)."""
+        return self.columns["step_id"]
+
     def keys(self) -> list[tuple[str, str, str]]:
         """(project_id, run_id, step_id) of every step: a span's identity."""
         c = self.columns
