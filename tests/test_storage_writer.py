@@ -111,6 +111,32 @@ def test_missing_root_is_in_progress_with_orphans(store):
     assert (row["status"], row["root_missing"], row["orphan_count"]) == ("ok", 0, 0)
 
 
+def _orphans(steps) -> int:
+    ids = {s["step_id"] for s in steps}
+    return sum(1 for s in steps if s["parent_step_id"] and s["parent_step_id"] not in ids)
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_orphan_count_matches_a_direct_count_on_random_trees(store, seed):
+    """Parents that never arrive (some shared by several children), self-parents, long runs."""
+    rng = random.Random(seed)
+    runs = {}
+    for r in range(40):
+        size = rng.choice([1, 2, 8, 50, 700])
+        ids = [f"{rng.getrandbits(64):016x}" for _ in range(size)]
+        missing = [f"{rng.getrandbits(64):016x}" for _ in range(3)]
+        steps = []
+        for i, step_id in enumerate(ids):
+            parent = rng.choice([*ids[:i], *missing, step_id, ""]) if i else rng.choice(["", missing[0]])
+            steps.append(dict(project_id="p", run_id=f"{r:032x}", step_id=step_id, parent_step_id=parent,
+                              name="s", start_time=T0 + i, end_time=T0 + i + 1))
+        runs[f"{r:032x}"] = steps
+    store.writer.write(batch_of([s for steps in runs.values() for s in steps]))
+    found = dict(store.query("SELECT run_id, orphan_count FROM runs FINAL").result_rows)
+    assert found == {run: _orphans(steps) for run, steps in runs.items()}
+    assert any(found.values()) and not all(found.values())
+
+
 def test_error_root_fails_the_run_and_unpriced_run_cost_is_unknown(store):
     steps = [dict(STEPS[0], status="error", status_message="boom"), dict(STEPS[3], parent_step_id="1" * 16)]
     store.writer.write(batch_of(steps))
@@ -308,3 +334,4 @@ def test_a_commit_reads_only_recently_ingested_granules(store, query):
     read = [int(m.group(1)) for line in plan if (m := re.search(r"Parts: \d+ \| Granules: (\d+)", line))]
     assert read and read[0] <= 2, plan
     assert get_run(store, runs[0])["step_count"] == 1
+
