@@ -259,11 +259,29 @@ def _v3_ingest_window(o: SchemaOptions) -> list[str]:
     ]
 
 
+def _v4_vertical_merges(o: SchemaOptions) -> list[str]:
+    """Merge ``steps`` column by column once a merge holds more than a granule of rows.
+
+    By default ClickHouse merges row by row ("horizontal") below 131,072 rows: every cell of
+    every column is copied on its own, and ~50 columns with two attribute maps make that ~8 µs
+    of CPU per row and merge (``bench/merge_bench.py``).  A vertical merge sorts by the key
+    columns once, then gathers each other column in bulk: 25-45% less CPU for the merges that
+    produce a wide part, the large ones that rewrite most rows.  Merges below a granule still
+    run horizontally (their result is compact, and vertical gains nothing there).  A setting
+    change only: parts are untouched.
+    """
+    return [
+        f"ALTER TABLE {o.database}.steps{o.on_cluster} "
+        f"MODIFY SETTING vertical_merge_algorithm_min_rows_to_activate = 8192",
+    ]
+
+
 # Ordered, append-only: never edit a released migration, add a new one.
 MIGRATIONS: list[tuple[int, str, Callable[[SchemaOptions], list[str]]]] = [
     (1, "steps, runs and the otel_traces view", _v1_core),
     (2, "validations and runbooks", _v2_validations),
     (3, "steps: minmax index on ingested_at", _v3_ingest_window),
+    (4, "steps: vertical merges above 8192 rows", _v4_vertical_merges),
 ]
 
 

@@ -35,6 +35,13 @@ def test_ingest_bench_runs_end_to_end_on_a_tiny_load():
     assert footer["server_peak_rss_mib"] > 0
 
 
+def test_merge_bench_times_both_merge_algorithms_on_a_tiny_load():
+    done = run("merge_bench.py", "--parts", "2", "--requests-per-part", "1", "--rounds", "1")
+    assert done.returncode == 0, done.stderr
+    assert "merging 2 parts of 512 rows (1024 rows in all)" in done.stdout
+    assert "row by row (ClickHouse default)" in done.stdout and "by column (agenttrail)" in done.stdout
+
+
 @pytest.mark.parametrize("script, args, message", [
     ("ingest_bench.py", ["--requests", "0"], "must be positive"),
     ("ingest_bench.py", ["--concurrency", "-3"], "must be positive"),
@@ -43,6 +50,8 @@ def test_ingest_bench_runs_end_to_end_on_a_tiny_load():
     ("ingest_bench.py", ["--requests", "many"], "invalid int value"),
     ("commit_bench.py", ["--rounds", "0"], "--rounds must be positive"),
     ("commit_bench.py", ["--prefill", "-1"], "--prefill not negative"),
+    ("merge_bench.py", ["--parts", "1"], "--parts must be at least 2"),
+    ("merge_bench.py", ["--rounds", "0"], "--requests-per-part and --rounds positive"),
 ])
 def test_bench_scripts_refuse_bad_flags(script, args, message):
     done = run(script, *args, timeout=60)

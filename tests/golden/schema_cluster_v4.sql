@@ -1,0 +1,1 @@
+ALTER TABLE agenttrail.steps_local ON CLUSTER agenttrail_cluster MODIFY SETTING vertical_merge_algorithm_min_rows_to_activate = 8192
