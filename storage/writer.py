@@ -54,6 +54,8 @@ INSERT_SETTINGS = {"optimize_on_insert": 0}
 
 log = logging.getLogger(__name__)
 
+_UNSETTLED_LIMIT = 100_000
+
 
 class BatchWriter:
     """One background thread that commits queued step batches in groups.
@@ -70,6 +72,13 @@ class BatchWriter:
     touches a granule of nearly every part and costs as much as the whole table.  The margin
     covers steps another writer (a second server) has stored but not yet recomputed, and
     spans stamped at mapping time that waited in the queue: both are far younger than an hour.
+
+    The duplicate check also reads only runs that already have a run row, or whose steps
+    this writer may have inserted in a commit that then failed: a run without either has no
+    stored step a retry could repeat.  (A span another server stored a moment ago, before its
+    recompute, may then be stored twice; every reader collapses a repeated span, FINAL or
+    ``LIMIT 1 BY``, and so do merges.)  New runs are most of what a commit touches, and the
+    check's cost grows with the runs it is given, with the whole table read on a large store.
     """
 
     def __init__(self, client_factory, *, max_pending_spans: int = 200_000,
@@ -90,6 +99,10 @@ class BatchWriter:
         self._cond = threading.Condition()
         self._closed = False
         self._last_version = 0
+        # Runs a failed commit may have inserted steps of, before their run rows existed; bounded
+        # (past the bound every run is checked again, as if nothing were known).
+        self._unsettled: set[tuple[str, str]] = set()
+        self._check_every_run = False
         self._thread = threading.Thread(target=self._run, name="agenttrail-writer", daemon=True)
         # Read by the server's /metrics: commits, spans inserted, spans skipped as already
         # stored, failed commits, spans refused because the queue was full, commit seconds.
@@ -206,18 +219,35 @@ class BatchWriter:
         return self._last_version
 
     @staticmethod
-    def _ingested_since(client, projects: list[str], run_ids: bytes) -> int:
-        """The earliest ``first_seen_at`` (ms) of these runs, or now when none has a row.
+    def _known_runs(client, projects: list[str], run_ids: bytes) -> tuple[set[tuple[str, str]], int | None]:
+        """Which of these runs have a run row, and their earliest ``first_seen_at`` (ms; None: none).
 
         ``first_seen_at`` is the earliest ingest of a run's steps at its last recompute; the
         minimum over every stored version of the row is never later than the newest one's.
         """
-        found, earliest = client.query(
-            "SELECT count(), toUnixTimestamp64Milli(min(first_seen_at)) FROM runs "
-            "WHERE project_id IN {projects:Array(String)} AND run_id IN splitByChar(',', $runs$)",
+        rows = client.query(
+            "SELECT project_id, run_id, toUnixTimestamp64Milli(min(first_seen_at)) FROM runs "
+            "WHERE project_id IN {projects:Array(String)} AND run_id IN splitByChar(',', $runs$) "
+            "GROUP BY project_id, run_id",
             parameters={"projects": projects, "$runs$": run_ids},
-        ).result_rows[0]
-        return earliest if found else time.time_ns() // 1_000_000
+        ).result_rows
+        return {(project, run) for project, run, _ in rows}, min((row[2] for row in rows), default=None)
+
+    def _stored_keys(self, client, touched: set[tuple[str, str]], known: set[tuple[str, str]],
+                     since: int) -> set[tuple[str, str, str]]:
+        """The stored identities of the touched runs that can have stored steps."""
+        checked = touched if self._check_every_run else touched & (known | self._unsettled)
+        if not checked:
+            return set()
+        parameters = {"projects": sorted({p for p, _ in checked}),
+                      "$runs$": run_ids_parameter(sorted({r for _, r in checked})), "since": since}
+        return {tuple(row) for row in client.query(STORED_KEYS_SQL, parameters=parameters).result_rows}
+
+    def _unsettle(self, touched: set[tuple[str, str]]) -> None:
+        self._unsettled |= touched
+        if len(self._unsettled) > _UNSETTLED_LIMIT:
+            log.warning("more than %d runs with failed commits: checking every run for duplicates", _UNSETTLED_LIMIT)
+            self._check_every_run, self._unsettled = True, set()
 
     def _commit(self, batches: list[Steps]) -> list[WriteResult]:
         if self._client is None:
@@ -228,26 +258,27 @@ class BatchWriter:
         run_ids = run_ids_parameter(sorted({r for _, r in touched}))
         ingested = time.time_ns() // 1_000_000
         stamped = [b.ingested_ms for b in batches if isinstance(b, EncodedSteps)]
-        since = min(self._ingested_since(client, projects, run_ids), *stamped, ingested) - self.ingest_margin_ms
-        stored = {
-            tuple(row)
-            for row in client.query(
-                STORED_KEYS_SQL, parameters={"projects": projects, "$runs$": run_ids, "since": since}
-            ).result_rows
-        }
+        known, first_seen = self._known_runs(client, projects, run_ids)
+        since = min(ingested if first_seen is None else first_seen, *stamped, ingested) - self.ingest_margin_ms
+        stored = self._stored_keys(client, touched, known, since)
         if not stored and _distinct_steps(batches):  # the usual case: nothing to drop
             blocks = [_native(batch, ingested) for batch in batches]
             results = [WriteResult(accepted=len(batch)) for batch in batches]
         else:
             blocks, results = _drop_stored(batches, stored, ingested)
         written = sum(r.accepted - r.duplicates for r in results)
-        if blocks:
-            client.raw_insert("steps", INSERT_COLUMNS, insert_block=b"".join(blocks), fmt="Native",
-                              settings=INSERT_SETTINGS)
-        client.command(
-            RECOMPUTE_RUNS_SQL,
-            parameters={"projects": projects, "$runs$": run_ids, "since": since, "version": self._next_version()},
-        )
+        try:
+            if blocks:
+                client.raw_insert("steps", INSERT_COLUMNS, insert_block=b"".join(blocks), fmt="Native",
+                                  settings=INSERT_SETTINGS)
+            client.command(
+                RECOMPUTE_RUNS_SQL,
+                parameters={"projects": projects, "$runs$": run_ids, "since": since, "version": self._next_version()},
+            )
+        except BaseException:
+            self._unsettle(touched)  # some steps may be stored, their run rows not yet
+            raise
+        self._unsettled -= touched
         self.stats["commits"] += 1
         self.stats["spans_written"] += written
         self.stats["duplicates"] += sum(r.duplicates for r in results)

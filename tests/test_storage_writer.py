@@ -15,6 +15,7 @@ from agenttrail.storage import STEP_COLUMN_NAMES, EncodedSteps, Overloaded, Step
 from agenttrail.storage.native import INSERT_COLUMNS, STEP_INSERT_TYPES
 from agenttrail.storage.runs import get_run, get_steps
 from agenttrail.storage.runs_sql import RECOMPUTE_RUNS_SQL
+from agenttrail.storage import writer as writer_module
 from agenttrail.storage.writer import STORED_KEYS_SQL, BatchWriter, run_ids_parameter
 
 RUN = "ab" * 16
@@ -202,6 +203,60 @@ def test_failed_commit_fails_every_waiting_batch_then_recovers(store):
     assert store.query("SELECT count() FROM steps").result_rows == [(0,)]
     store.writer.write(batch_of(STEPS), timeout=30)
     assert run_row(store)["step_count"] == 5
+
+
+class _Recording:
+    """A client that records the SQL of its queries (the writer's duplicate check is one)."""
+
+    def __init__(self, client, sql: list):
+        self._client, self._sql = client, sql
+
+    def query(self, sql, *args, **kwargs):
+        self._sql.append(sql)
+        return self._client.query(sql, *args, **kwargs)
+
+    def __getattr__(self, name):
+        return getattr(self._client, name)
+
+
+def test_duplicate_check_reads_only_runs_that_have_a_row(store):
+    sql = []
+    writer = BatchWriter(lambda: _Recording(store.client(), sql), linger=0).start()
+    try:
+        first = writer.write(batch_of(STEPS), timeout=30)  # a new run: nothing of it can be stored
+        assert (first.accepted, first.duplicates) == (5, 0) and STORED_KEYS_SQL not in sql
+        retry = writer.write(batch_of(STEPS[:2]), timeout=30)  # a client retry: the run has a row now
+        assert (retry.accepted, retry.duplicates) == (2, 2) and STORED_KEYS_SQL in sql
+    finally:
+        writer.close()
+    assert store.query("SELECT count() FROM steps").result_rows == [(5,)]
+
+
+def test_a_retry_after_a_commit_failed_between_insert_and_recompute_is_deduplicated(store):
+    # The steps insert succeeds, the run recompute is refused: the run has stored steps, no row.
+    store.command("ALTER TABLE runs ADD CONSTRAINT refuse_all CHECK 0")
+    try:
+        with pytest.raises(StorageUnavailable):
+            store.writer.write(batch_of(STEPS), timeout=30)
+    finally:
+        store.command("ALTER TABLE runs DROP CONSTRAINT refuse_all")
+    assert store.query("SELECT count() FROM steps").result_rows == [(5,)]
+    assert store.query("SELECT count() FROM runs").result_rows == [(0,)]
+    retry = store.writer.write(batch_of(STEPS), timeout=30)
+    assert (retry.accepted, retry.duplicates) == (5, 5)
+    assert run_row(store)["step_count"] == 5
+
+
+def test_too_many_failed_runs_to_remember_checks_every_run_again(store, monkeypatch):
+    monkeypatch.setattr(writer_module, "_UNSETTLED_LIMIT", 3)
+    writer = store.writer
+    writer._unsettle({("p", f"{i:032x}") for i in range(4)})
+    assert writer._check_every_run and not writer._unsettled
+    # Steps stored by a commit the writer no longer remembers: found all the same.
+    store.command("INSERT INTO steps (project_id, run_id, step_id, start_time, ingested_at) "
+                  "VALUES ('p', {run:String}, {step:String}, now64(9), now64(3))",
+                  parameters={"run": RUN, "step": "1" * 16})
+    assert writer.write(batch_of(STEPS[:1]), timeout=30).duplicates == 1
 
 
 def _read_back(store):
