@@ -105,3 +105,20 @@ FROM (
     )
     GROUP BY project_id, run_id
 )"""
+
+
+# The writer of an embedded store is the only one (chDB binds a data directory to one
+# process), so the steps of a run that has no run row are exactly those of the commit in hand.
+# It copies the commit's rows into this in-memory table, inserts steps from it, and computes
+# those runs' rows from it: no read of ``steps`` at all, where the recompute above reads a
+# granule of every part for each run once merges have mixed old and new rows.
+STAGING_TABLE = "writer_staging"
+STAGED_RUNS_SQL = f"""
+INSERT INTO runs ({", ".join(RUN_COLUMNS)}, version)
+SELECT {", ".join("r_" + name for name in RUN_COLUMNS)}, {{version:UInt64}}
+FROM (
+    SELECT {RUN_AGGREGATES_SQL}
+    FROM {STAGING_TABLE}
+    WHERE run_id IN splitByChar(',', $runs$)
+    GROUP BY project_id, run_id
+)"""

@@ -37,6 +37,7 @@ class Store:
             lambda: open_client(target, **self._settings),
             max_pending_spans=max_pending_spans,
             max_group_spans=max_group_spans,
+            sole_writer=target.embedded,  # chDB binds its directory to this process
         ).start()
 
     @classmethod

@@ -19,7 +19,7 @@ from concurrent.futures import Future
 from .errors import Overloaded, StorageUnavailable
 from .model import StepBatch, WriteResult
 from .native import INSERT_COLUMNS, EncodedSteps, encode_steps
-from .runs_sql import RECOMPUTE_RUNS_SQL
+from .runs_sql import RECOMPUTE_RUNS_SQL, STAGED_RUNS_SQL, STAGING_TABLE
 
 Steps = StepBatch | EncodedSteps
 
@@ -55,6 +55,8 @@ INSERT_SETTINGS = {"optimize_on_insert": 0}
 log = logging.getLogger(__name__)
 
 _UNSETTLED_LIMIT = 100_000
+_COPY_STAGED_SQL = (f"INSERT INTO steps ({', '.join(f'`{c}`' for c in INSERT_COLUMNS)}) "
+                    f"SELECT {', '.join(f'`{c}`' for c in INSERT_COLUMNS)} FROM {STAGING_TABLE}")
 
 
 class BatchWriter:
@@ -79,12 +81,20 @@ class BatchWriter:
     recompute, may then be stored twice; every reader collapses a repeated span, FINAL or
     ``LIMIT 1 BY``, and so do merges.)  New runs are most of what a commit touches, and the
     check's cost grows with the runs it is given, with the whole table read on a large store.
+
+    With ``sole_writer`` (the embedded store: chDB binds its directory to one process) the
+    rows of new runs are computed from the commit itself, staged in an in-memory table
+    (:data:`~.runs_sql.STAGED_RUNS_SQL`), and only runs that can have stored steps are
+    recomputed from ``steps``.  After a start that finds the staging table left by a writer
+    that did not stop cleanly (it may have died between a commit's steps and its run rows),
+    every run is recomputed from ``steps`` for ``settle`` seconds, so that retries of a lost
+    commit find the steps it left behind.
     """
 
     def __init__(self, client_factory, *, max_pending_spans: int = 200_000,
                  max_group_spans: int = 50_000, linger: float = 0.005,
                  busy_linger: float = 0.05, min_group_spans: int = 8192,
-                 ingest_margin: float = 3600.0):
+                 ingest_margin: float = 3600.0, sole_writer: bool = False, settle: float = 600.0):
         self._client_factory = client_factory
         self._client = None
         self.max_pending_spans = max_pending_spans
@@ -103,6 +113,9 @@ class BatchWriter:
         # (past the bound every run is checked again, as if nothing were known).
         self._unsettled: set[tuple[str, str]] = set()
         self._check_every_run = False
+        self.sole_writer = sole_writer
+        self.settle = settle
+        self._stage_from: float | None = None  # monotonic time from which new runs are staged
         self._thread = threading.Thread(target=self._run, name="agenttrail-writer", daemon=True)
         # Read by the server's /metrics: commits, spans inserted, spans skipped as already
         # stored, failed commits, spans refused because the queue was full, commit seconds.
@@ -192,6 +205,7 @@ class BatchWriter:
             group = self._take_group()
             if not group:
                 if self._closed and not self._queue:
+                    self._drop_staging()
                     return
                 continue
             spans = sum(len(b) for b, _ in group)
@@ -233,15 +247,44 @@ class BatchWriter:
         ).result_rows
         return {(project, run) for project, run, _ in rows}, min((row[2] for row in rows), default=None)
 
-    def _stored_keys(self, client, touched: set[tuple[str, str]], known: set[tuple[str, str]],
-                     since: int) -> set[tuple[str, str, str]]:
-        """The stored identities of the touched runs that can have stored steps."""
-        checked = touched if self._check_every_run else touched & (known | self._unsettled)
+    @staticmethod
+    def _stored_keys(client, checked: set[tuple[str, str]], since: int) -> set[tuple[str, str, str]]:
+        """The stored identities of the ``checked`` runs."""
         if not checked:
             return set()
         parameters = {"projects": sorted({p for p, _ in checked}),
                       "$runs$": run_ids_parameter(sorted({r for _, r in checked})), "since": since}
         return {tuple(row) for row in client.query(STORED_KEYS_SQL, parameters=parameters).result_rows}
+
+    def _may_stage(self, client) -> bool:
+        """Whether new runs' rows may be computed from the commit alone (see the class)."""
+        if not self.sole_writer:
+            return False
+        if self._stage_from is None:
+            # The table lives from a writer's first commit to its clean stop: found at start, the
+            # last process died, perhaps between a commit's steps and its run rows.
+            unclean = client.query("SELECT count() FROM system.tables WHERE database = currentDatabase() "
+                                   "AND name = {table:String}", parameters={"table": STAGING_TABLE}).result_rows[0][0]
+            client.command(f"CREATE OR REPLACE TABLE {STAGING_TABLE} AS steps ENGINE = Memory")
+            self._stage_from = time.monotonic() + (self.settle if unclean else 0.0)
+        return time.monotonic() >= self._stage_from
+
+    def _drop_staging(self) -> None:
+        """A clean stop: the next writer may stage new runs at once."""
+        if self._stage_from is None:
+            return
+        try:
+            (self._client or self._client_factory()).command(f"DROP TABLE IF EXISTS {STAGING_TABLE}")
+        except Exception as exc:  # the next start will take the careful path for a while
+            log.warning("could not drop %s at stop: %s", STAGING_TABLE, exc)
+
+    def _insert_staged(self, client, blocks: list[bytes], run_ids: set[str], version: int) -> None:
+        """Insert the commit's steps through the staging table; compute ``run_ids``' rows from it."""
+        client.command(f"TRUNCATE TABLE {STAGING_TABLE}")  # a failed commit may have left rows
+        client.raw_insert(STAGING_TABLE, INSERT_COLUMNS, insert_block=b"".join(blocks), fmt="Native")
+        client.command(_COPY_STAGED_SQL, settings=INSERT_SETTINGS)
+        client.command(STAGED_RUNS_SQL, parameters={"$runs$": run_ids_parameter(sorted(run_ids)), "version": version})
+        client.command(f"TRUNCATE TABLE {STAGING_TABLE}")
 
     def _unsettle(self, touched: set[tuple[str, str]]) -> None:
         self._unsettled |= touched
@@ -260,21 +303,31 @@ class BatchWriter:
         stamped = [b.ingested_ms for b in batches if isinstance(b, EncodedSteps)]
         known, first_seen = self._known_runs(client, projects, run_ids)
         since = min(ingested if first_seen is None else first_seen, *stamped, ingested) - self.ingest_margin_ms
-        stored = self._stored_keys(client, touched, known, since)
+        maybe_stored = touched if self._check_every_run else touched & (known | self._unsettled)
+        stored = self._stored_keys(client, maybe_stored, since)
         if not stored and _distinct_steps(batches):  # the usual case: nothing to drop
             blocks = [_native(batch, ingested) for batch in batches]
             results = [WriteResult(accepted=len(batch)) for batch in batches]
         else:
             blocks, results = _drop_stored(batches, stored, ingested)
         written = sum(r.accepted - r.duplicates for r in results)
+        # Runs whose every stored step is in this commit (a run id in two projects counts as
+        # possibly stored if it is in either); the others are recomputed from ``steps``.
+        staged = ({r for _, r in touched} - {r for _, r in maybe_stored}
+                  if blocks and self._may_stage(client) else set())
+        recomputed = [(p, r) for p, r in touched if r not in staged]
+        version = self._next_version()
         try:
-            if blocks:
+            if staged:
+                self._insert_staged(client, blocks, staged, version)
+            elif blocks:
                 client.raw_insert("steps", INSERT_COLUMNS, insert_block=b"".join(blocks), fmt="Native",
                                   settings=INSERT_SETTINGS)
-            client.command(
-                RECOMPUTE_RUNS_SQL,
-                parameters={"projects": projects, "$runs$": run_ids, "since": since, "version": self._next_version()},
-            )
+            if recomputed:
+                client.command(RECOMPUTE_RUNS_SQL, parameters={
+                    "projects": sorted({p for p, _ in recomputed}),
+                    "$runs$": run_ids if not staged else run_ids_parameter(sorted({r for _, r in recomputed})),
+                    "since": since, "version": version})
         except BaseException:
             self._unsettle(touched)  # some steps may be stored, their run rows not yet
             raise

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import collections
 import itertools
 import pickle
 import random
@@ -215,6 +216,10 @@ class _Recording:
         self._sql.append(sql)
         return self._client.query(sql, *args, **kwargs)
 
+    def command(self, sql, *args, **kwargs):
+        self._sql.append(sql)
+        return self._client.command(sql, *args, **kwargs)
+
     def __getattr__(self, name):
         return getattr(self._client, name)
 
@@ -257,6 +262,95 @@ def test_too_many_failed_runs_to_remember_checks_every_run_again(store, monkeypa
                   "VALUES ('p', {run:String}, {step:String}, now64(9), now64(3))",
                   parameters={"run": RUN, "step": "1" * 16})
     assert writer.write(batch_of(STEPS[:1]), timeout=30).duplicates == 1
+
+
+def _runs_table(store) -> dict:
+    rows = store.query("SELECT * EXCEPT version FROM runs FINAL ORDER BY project_id, run_id")
+    return {(r["project_id"], r["run_id"]): r for r in rows.named_results()}
+
+
+def _random_runs(rng: random.Random, count: int) -> list[dict]:
+    steps = []
+    for r in range(count):
+        run, project = f"{rng.getrandbits(128):032x}", rng.choice(["p", "q"])
+        ids = [f"{rng.getrandbits(64):016x}" for _ in range(rng.randint(1, 12))]
+        for i, step_id in enumerate(ids):
+            kind = rng.choice(["llm", "tool", "agent", "retrieval"]) if i else "agent"
+            attributes = {"agenttrail.totals.total_tokens": str(rng.randint(0, 900))} if not i and rng.random() < .3 else {}
+            steps.append(dict(
+                project_id=project, run_id=run, step_id=step_id,  # one root: "any" of several is arbitrary
+                parent_step_id="" if not i else rng.choice(ids[:i]) if rng.random() < .9 else "0" * 15 + "1",
+                name=f"s{i}", kind=kind, start_time=T0 + rng.randint(0, 10**9), end_time=T0 + 2 * 10**9,
+                status=rng.choice(["ok", "ok", "error"]), agent_name=rng.choice(["", "a", "b"]),
+                session_id=rng.choice(["", "s1"]), tool_name=rng.choice(["", "search"]) if kind == "tool" else "",
+                model=rng.choice(["m1", "m2"]) if kind == "llm" else "", input_tokens=rng.randint(0, 50),
+                output_tokens=rng.randint(0, 50), total_tokens=rng.randint(0, 100),
+                cost_usd=rng.choice([None, 0.5, 0.25]) if kind == "llm" else None, attributes=attributes))
+    return steps
+
+
+@pytest.mark.parametrize("seed", range(2))
+def test_rows_of_new_runs_computed_from_the_commit_equal_a_recompute_from_steps(store, seed):
+    rng = random.Random(seed)
+    steps = _random_runs(rng, 60)
+    rng.shuffle(steps)
+    store.writer.write(batch_of(steps[:200]), timeout=30)  # every run new: staged
+    store.writer.write(batch_of(steps[200:]), timeout=30)  # some runs known now, some new
+    staged = _runs_table(store)
+    touched = sorted({(s["project_id"], s["run_id"]) for s in steps})
+    store.command(RECOMPUTE_RUNS_SQL, {"projects": ["p", "q"], "$runs$": run_ids_parameter(sorted({r for _, r in touched})),
+                                       "since": 0, "version": time.time_ns() * 2})
+    assert _runs_table(store) == staged and len(staged) == len(touched)
+    assert {k: v["step_count"] for k, v in staged.items()} == dict(collections.Counter(
+        (s["project_id"], s["run_id"]) for s in steps))
+    assert store.query("SELECT count() FROM writer_staging").result_rows == [(0,)]  # nothing held between commits
+
+
+def test_the_sole_writer_reads_no_steps_for_new_runs_and_recomputes_known_ones(store):
+    sql = []
+    writer = BatchWriter(lambda: _Recording(store.client(), sql), linger=0, sole_writer=True).start()
+    try:
+        writer.write(batch_of(STEPS[:3]), timeout=30)
+        assert any(q.strip().startswith("INSERT INTO runs") and "writer_staging" in q for q in sql)
+        assert RECOMPUTE_RUNS_SQL not in sql
+        other = [step("1", run_id="cd" * 16)]  # one new run, one known run, in one commit
+        writer.write(batch_of(STEPS[3:] + other), timeout=30)
+        assert RECOMPUTE_RUNS_SQL in sql
+    finally:
+        writer.close()
+    assert run_row(store)["step_count"] == 5 and get_run(store, "cd" * 16)["step_count"] == 1
+
+
+@pytest.mark.parametrize("settle, expected_steps", [(600, 5), (0, 2)])
+def test_after_an_unclean_stop_every_run_is_recomputed_for_a_while(store, settle, expected_steps):
+    # The last process died between a commit's steps and its run rows: its staging table is
+    # still there (the store's own writer made it, and has not stopped), steps of RUN are
+    # stored, and RUN has no row.
+    store.writer.write(batch_of([step("9", run_id="cd" * 16)]), timeout=30)
+    store.command("INSERT INTO steps (project_id, run_id, step_id, parent_step_id, name, start_time, ingested_at) "
+                  "SELECT 'p', {run:String}, arrayJoin(['1', '2', '3']) AS s, if(s = '1', '', '1'), 'lost', "
+                  "now64(9), now64(3)", parameters={"run": RUN})
+    writer = BatchWriter(lambda: store.client(), linger=0, sole_writer=True, settle=settle).start()
+    try:
+        # A client retries part of the lost commit, with a step the lost commit did not hold.
+        writer.write(batch_of([step("4"), step("5")]), timeout=30)
+    finally:
+        writer.close()
+    assert get_run(store, RUN)["step_count"] == expected_steps  # 2: a row from the retry alone
+
+
+def test_a_clean_stop_drops_the_staging_table_and_the_next_writer_stages_at_once(store):
+    store.writer.write(batch_of(STEPS[:1]), timeout=30)
+    staging = "SELECT count() FROM system.tables WHERE database = currentDatabase() AND name = 'writer_staging'"
+    assert store.query(staging).result_rows == [(1,)]
+    store.writer.close()
+    assert store.query(staging).result_rows == [(0,)]
+    writer = BatchWriter(lambda: store.client(), linger=0, sole_writer=True).start()
+    try:
+        writer.write(batch_of(STEPS[1:2]), timeout=30)
+        assert writer._stage_from is not None and writer._stage_from <= time.monotonic()
+    finally:
+        writer.close()
 
 
 def _read_back(store):
