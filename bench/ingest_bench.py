@@ -12,6 +12,7 @@ acknowledged span is already queryable; the script checks a sample through the R
 
     python bench/ingest_bench.py --protocol both --requests 300 --concurrency 32 [--ingest-workers N]
     python bench/ingest_bench.py --protocol http --storage chdb:///tmp/big --database commit_bench --seed 7
+    python bench/ingest_bench.py --protocol http --requests-per-run 4   # runs that span commits
 """
 
 from __future__ import annotations
@@ -92,24 +93,45 @@ def agent_run(rng: random.Random, start: int, spans_per_run: int = 8) -> list[tr
     return spans
 
 
-def build_requests(count: int, spans_per_request: int, seed: int = 1) -> tuple[list[bytes], list[str]]:
-    """``count`` serialized ExportTraceServiceRequests with distinct runs, and some run ids to check."""
+# With --requests-per-run K, the K parts of a run go into requests this far apart: further than
+# 32 clients' requests in flight, so they land in different commits, as a long run exported by
+# a BatchSpanProcessor every few seconds does.
+RUN_PART_STRIDE = 64
+
+
+def build_requests(count: int, spans_per_request: int, seed: int = 1,
+                   requests_per_run: int = 1) -> tuple[list[bytes], list[str]]:
+    """``count`` serialized ExportTraceServiceRequests, and some run ids to check.
+
+    Each run has 8 spans per request it is spread over: with ``requests_per_run`` K > 1, its
+    8K spans (root first) go into K requests :data:`RUN_PART_STRIDE` apart.
+    """
     rng = random.Random(seed)
-    bodies, sample = [], []
     start = time.time_ns() - 3600 * 10**9
-    for _ in range(count):
+    per_run = 8
+    slots: dict[int, list[trace_pb2.Span]] = {}  # request index -> its spans
+    sample = []
+    block = RUN_PART_STRIDE * requests_per_run  # requests sharing one set of runs
+    for first in range(0, count, block):
+        for slot in range(min(RUN_PART_STRIDE, count - first)):
+            runs = []
+            while len(runs) * per_run < spans_per_request:
+                runs.append(agent_run(rng, start + rng.randrange(3600 * 10**9), per_run * requests_per_run))
+            sample.append(runs[0][0].trace_id.hex())
+            for part in range(requests_per_run):
+                index = first + slot + part * RUN_PART_STRIDE
+                if index < count:
+                    spans = [s for run in runs for s in run[part * per_run:(part + 1) * per_run]]
+                    slots[index] = spans[:spans_per_request]
+    bodies = []
+    for index in range(count):
         request = trace_service_pb2.ExportTraceServiceRequest()
         resource = request.resource_spans.add()
         resource.resource.attributes.extend([_kv("service.name", "support-svc"),
                                              _kv("deployment.environment.name", "bench")])
         scope = resource.scope_spans.add()
         scope.scope.name, scope.scope.version = "bench.agent", "1.0"
-        runs = []
-        while len(scope.spans) < spans_per_request:
-            run = agent_run(rng, start + rng.randrange(3600 * 10**9))
-            runs.append(run[0].trace_id.hex())
-            scope.spans.extend(run[: spans_per_request - len(scope.spans)])
-        sample.append(runs[0])
+        scope.spans.extend(slots[index])
         bodies.append(request.SerializeToString())
     return bodies, sample
 
@@ -295,9 +317,11 @@ def main() -> None:
     parser.add_argument("--storage", help="an existing store's DSN, passed to agenttrail serve (kept afterwards)")
     parser.add_argument("--database", help="its database, passed to agenttrail serve")
     parser.add_argument("--seed", type=int, default=1, help="seed of the generated runs (default 1)")
+    parser.add_argument("--requests-per-run", type=int, default=1,
+                        help=f"spread each run over this many requests, {RUN_PART_STRIDE} apart (default 1)")
     args = parser.parse_args()
-    if args.requests <= 0 or args.spans_per_request <= 0 or args.concurrency <= 0:
-        parser.error("--requests, --spans-per-request and --concurrency must be positive")
+    if min(args.requests, args.spans_per_request, args.concurrency, args.requests_per_run) <= 0:
+        parser.error("--requests, --spans-per-request, --concurrency and --requests-per-run must be positive")
     if args.database and not args.storage:
         parser.error("--database needs --storage")
 
@@ -311,7 +335,8 @@ def main() -> None:
     try:
         results = []
         for n, protocol in enumerate(protocols):
-            bodies, sample = build_requests(args.requests, args.spans_per_request, seed=args.seed + n)
+            bodies, sample = build_requests(args.requests, args.spans_per_request, seed=args.seed + n,
+                                            requests_per_run=args.requests_per_run)
             before, threads_before = cpu_seconds(proc.pid), thread_cpu_seconds(proc.pid)
             result = run_load(protocol, bodies, ports, args.concurrency, args.spans_per_request)
             after, threads_after = cpu_seconds(proc.pid), thread_cpu_seconds(proc.pid)

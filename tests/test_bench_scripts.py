@@ -35,6 +35,26 @@ def test_ingest_bench_runs_end_to_end_on_a_tiny_load():
     assert footer["server_peak_rss_mib"] > 0
 
 
+def test_ingest_bench_spreads_a_run_over_requests_apart():
+    sys.path.insert(0, str(BENCH))
+    try:
+        from ingest_bench import RUN_PART_STRIDE, build_requests
+    finally:
+        sys.path.remove(str(BENCH))
+    from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+
+    bodies, _ = build_requests(2 * RUN_PART_STRIDE, 64, seed=3, requests_per_run=2)
+    where: dict[bytes, list[int]] = {}
+    for index, body in enumerate(bodies):
+        request = ExportTraceServiceRequest.FromString(body)
+        spans = request.resource_spans[0].scope_spans[0].spans
+        assert len(spans) == 64
+        for span in spans:
+            where.setdefault(span.trace_id, []).append(index)
+    # every run: 8 spans in each of two requests RUN_PART_STRIDE apart
+    assert {(len(set(at)), max(at) - min(at), len(at)) for at in where.values()} == {(2, RUN_PART_STRIDE, 16)}
+
+
 def test_merge_bench_times_both_merge_algorithms_on_a_tiny_load():
     done = run("merge_bench.py", "--parts", "2", "--requests-per-part", "1", "--rounds", "1")
     assert done.returncode == 0, done.stderr
@@ -45,6 +65,7 @@ def test_merge_bench_times_both_merge_algorithms_on_a_tiny_load():
 @pytest.mark.parametrize("script, args, message", [
     ("ingest_bench.py", ["--requests", "0"], "must be positive"),
     ("ingest_bench.py", ["--concurrency", "-3"], "must be positive"),
+    ("ingest_bench.py", ["--requests-per-run", "0"], "must be positive"),
     ("ingest_bench.py", ["--database", "x"], "--database needs --storage"),
     ("ingest_bench.py", ["--protocol", "udp"], "invalid choice"),
     ("ingest_bench.py", ["--requests", "many"], "invalid int value"),
