@@ -194,13 +194,18 @@ def test_full_queue_refuses_instead_of_buffering(store):
     writer.close()
 
 
-def test_failed_commit_fails_every_waiting_batch_then_recovers(store):
-    store.command("RENAME TABLE steps TO steps_gone")
+def _write_fails_while(store, broken: str, restored: str, batch) -> None:
+    """``batch``'s commit fails while the statement ``broken`` holds; ``restored`` undoes it."""
+    store.command(broken)
     try:
         with pytest.raises(StorageUnavailable):
-            store.writer.write(batch_of(STEPS), timeout=30)
+            store.writer.write(batch, timeout=30)
     finally:
-        store.command("RENAME TABLE steps_gone TO steps")
+        store.command(restored)
+
+
+def test_failed_commit_fails_every_waiting_batch_then_recovers(store):
+    _write_fails_while(store, "RENAME TABLE steps TO steps_gone", "RENAME TABLE steps_gone TO steps", batch_of(STEPS))
     assert store.query("SELECT count() FROM steps").result_rows == [(0,)]
     store.writer.write(batch_of(STEPS), timeout=30)
     assert run_row(store)["step_count"] == 5
@@ -239,12 +244,8 @@ def test_duplicate_check_reads_only_runs_that_have_a_row(store):
 
 def test_a_retry_after_a_commit_failed_between_insert_and_recompute_is_deduplicated(store):
     # The steps insert succeeds, the run recompute is refused: the run has stored steps, no row.
-    store.command("ALTER TABLE runs ADD CONSTRAINT refuse_all CHECK 0")
-    try:
-        with pytest.raises(StorageUnavailable):
-            store.writer.write(batch_of(STEPS), timeout=30)
-    finally:
-        store.command("ALTER TABLE runs DROP CONSTRAINT refuse_all")
+    _write_fails_while(store, "ALTER TABLE runs ADD CONSTRAINT refuse_all CHECK 0",
+                       "ALTER TABLE runs DROP CONSTRAINT refuse_all", batch_of(STEPS))
     assert store.query("SELECT count() FROM steps").result_rows == [(5,)]
     assert store.query("SELECT count() FROM runs").result_rows == [(0,)]
     retry = store.writer.write(batch_of(STEPS), timeout=30)
