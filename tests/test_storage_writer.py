@@ -139,6 +139,18 @@ def test_orphan_count_matches_a_direct_count_on_random_trees(store, seed):
     assert any(found.values()) and not all(found.values())
 
 
+@pytest.mark.parametrize("order", [(0, 1, 2), (2, 1, 0), (1, 2, 0)])
+def test_of_several_roots_the_first_in_step_order_is_the_runs_root(store, order):
+    # The smallest id starts last, and a tie on start time goes to the smaller id.
+    roots = [step("1", status="ok", agent_name="late", start_time=T0 + 5),
+             step("3", status="error", agent_name="first", start_time=T0 + 1),
+             step("f", status="ok", agent_name="tie-but-later-id", start_time=T0 + 1)]
+    for i in order:
+        store.writer.write(batch_of([roots[i]]), timeout=30)
+    row = get_run(store, RUN)
+    assert (row["agent_name"], row["status"], row["root_name"]) == ("first", "error", "step 3")
+
+
 def test_error_root_fails_the_run_and_unpriced_run_cost_is_unknown(store):
     steps = [dict(STEPS[0], status="error", status_message="boom"), dict(STEPS[3], parent_step_id="1" * 16)]
     store.writer.write(batch_of(steps))
@@ -279,8 +291,8 @@ def _random_runs(rng: random.Random, count: int) -> list[dict]:
             kind = rng.choice(["llm", "tool", "agent", "retrieval"]) if i else "agent"
             attributes = {"agenttrail.totals.total_tokens": str(rng.randint(0, 900))} if not i and rng.random() < .3 else {}
             steps.append(dict(
-                project_id=project, run_id=run, step_id=step_id,  # one root: "any" of several is arbitrary
-                parent_step_id="" if not i else rng.choice(ids[:i]) if rng.random() < .9 else "0" * 15 + "1",
+                project_id=project, run_id=run, step_id=step_id,
+                parent_step_id=rng.choice(["", *ids[:i], "0" * 15 + "1"]) if i else "",
                 name=f"s{i}", kind=kind, start_time=T0 + rng.randint(0, 10**9), end_time=T0 + 2 * 10**9,
                 status=rng.choice(["ok", "ok", "error"]), agent_name=rng.choice(["", "a", "b"]),
                 session_id=rng.choice(["", "s1"]), tool_name=rng.choice(["", "search"]) if kind == "tool" else "",
