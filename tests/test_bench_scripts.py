@@ -62,6 +62,12 @@ def test_merge_bench_times_both_merge_algorithms_on_a_tiny_load():
     assert "row by row (ClickHouse default)" in done.stdout and "by column (agenttrail)" in done.stdout
 
 
+def test_sql_parse_bench_reads_every_span_through_clickhouses_protobuf_format():
+    done = run("sql_parse_bench.py", "--requests", "2", "--repeat", "1")
+    assert done.returncode == 0, done.stderr  # it exits non-zero when ClickHouse read a different count
+    assert done.stdout.count("µs CPU per span") == 3 and "Python, decode + map + encode" in done.stdout
+
+
 @pytest.mark.parametrize("script, args, message", [
     ("ingest_bench.py", ["--requests", "0"], "must be positive"),
     ("ingest_bench.py", ["--concurrency", "-3"], "must be positive"),
@@ -72,6 +78,7 @@ def test_merge_bench_times_both_merge_algorithms_on_a_tiny_load():
     ("commit_bench.py", ["--rounds", "0"], "--rounds must be positive"),
     ("commit_bench.py", ["--prefill", "-1"], "--prefill not negative"),
     ("merge_bench.py", ["--parts", "1"], "--parts must be at least 2"),
+    ("sql_parse_bench.py", ["--repeat", "0"], "--requests and --repeat must be positive"),
     ("merge_bench.py", ["--rounds", "0"], "--requests-per-part and --rounds positive"),
 ])
 def test_bench_scripts_refuse_bad_flags(script, args, message):
