@@ -499,7 +499,7 @@ def test_a_commit_reads_only_recently_ingested_granules(store, query):
 
 
 def test_steps_merge_column_by_column_above_a_granule(store):
-    """Migration 4: ClickHouse's default (row by row below 131,072 rows) costs ~2x the CPU."""
+    """Migration 4: ClickHouse's default (row by row below 131,072 rows) costs up to ~2x the CPU."""
     ddl = store.query("SELECT create_table_query FROM system.tables "
                       "WHERE database = currentDatabase() AND name = 'steps'").result_rows[0][0]
     assert "vertical_merge_algorithm_min_rows_to_activate = 8192" in ddl
