@@ -2,7 +2,8 @@
 
 What an operator needs to see before users notice: exports answered by outcome (a rising
 ``retry_later`` count is back-pressure, ``invalid`` a broken client), spans accepted and refused,
-and the writer's commits, failures, queue and commit time.  Values are read from the
+and the writer's commits, failures, queue, commit time and where run rows came from (the
+commit alone, or a recompute from stored steps, which grows with the store).  Values are read from the
 receivers' and the writer's counters at scrape time; nothing is counted twice.  Counters
 start at zero when the server starts, as Prometheus expects of a process's counters.
 """
@@ -60,6 +61,15 @@ class IngestCollector:
         yield CounterMetricFamily("agenttrail_writer_commit_seconds",
                                   "Wall time spent in commits (divide by commits for the mean)",
                                   value=stats["commit_seconds"])
+        runs = CounterMetricFamily("agenttrail_writer_runs",
+                                   "Run rows written, by source: the commit alone (new runs, embedded "
+                                   "store) or a recompute from stored steps", labels=["source"])
+        runs.add_metric(["commit"], stats["runs_from_commit"])
+        runs.add_metric(["steps"], stats["runs_from_steps"])
+        yield runs
+        yield GaugeMetricFamily("agenttrail_writer_settling",
+                                "1 while every run is recomputed from steps after an unclean stop",
+                                value=1 if self.writer.settling else 0)
         yield GaugeMetricFamily("agenttrail_writer_pending_spans",
                                 "Spans accepted into the write queue and not yet committed",
                                 value=self.writer.pending_spans)

@@ -118,9 +118,10 @@ class BatchWriter:
         self._stage_from: float | None = None  # monotonic time from which new runs are staged
         self._thread = threading.Thread(target=self._run, name="agenttrail-writer", daemon=True)
         # Read by the server's /metrics: commits, spans inserted, spans skipped as already
-        # stored, failed commits, spans refused because the queue was full, commit seconds.
+        # stored, failed commits, spans refused because the queue was full, commit seconds, and
+        # run rows written from the commit alone (new runs, staged) or recomputed from steps.
         self.stats = {"commits": 0, "spans_written": 0, "duplicates": 0, "failures": 0, "rejected": 0,
-                      "commit_seconds": 0.0}
+                      "commit_seconds": 0.0, "runs_from_commit": 0, "runs_from_steps": 0}
 
     def start(self) -> "BatchWriter":
         """Start the commit thread."""
@@ -131,6 +132,11 @@ class BatchWriter:
     def pending_spans(self) -> int:
         """Spans accepted into the queue and not yet committed."""
         return self._pending_spans
+
+    @property
+    def settling(self) -> bool:
+        """Whether the writer recomputes every run from steps after an unclean stop (see the class)."""
+        return self._stage_from is not None and time.monotonic() < self._stage_from
 
     def submit(self, batch: Steps) -> Future:
         """Queue ``batch``; the future resolves to a :class:`WriteResult` once it is stored.
@@ -333,6 +339,8 @@ class BatchWriter:
             raise
         self._unsettled -= touched
         self.stats["commits"] += 1
+        self.stats["runs_from_commit"] += len(touched) - len(recomputed)
+        self.stats["runs_from_steps"] += len(recomputed)
         self.stats["spans_written"] += written
         self.stats["duplicates"] += sum(r.duplicates for r in results)
         return results

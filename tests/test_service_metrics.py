@@ -57,6 +57,10 @@ def test_metrics_count_what_the_receivers_answered(server):
     assert after[("agenttrail_writer_commits_total", ())] >= 1
     assert after[("agenttrail_writer_commit_seconds_total", ())] > 0
     assert after[("agenttrail_writer_commit_failures_total", ())] == 0
+    # the first export's run was new (its row came from the commit); the two retries recomputed it
+    assert after[("agenttrail_writer_runs_total", (("source", "commit"),))] == 1
+    assert after[("agenttrail_writer_runs_total", (("source", "steps"),))] == 2
+    assert after[("agenttrail_writer_settling", ())] == 0
 
 
 def test_metrics_need_an_admin_key_when_keys_are_configured(make_server):

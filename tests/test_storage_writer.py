@@ -347,6 +347,8 @@ def test_after_an_unclean_stop_every_run_is_recomputed_for_a_while(store, settle
     try:
         # A client retries part of the lost commit, with a step the lost commit did not hold.
         writer.write(batch_of([step("4"), step("5")]), timeout=30)
+        assert writer.settling == (settle > 0)
+        assert writer.stats["runs_from_steps" if settle else "runs_from_commit"] == 1
     finally:
         writer.close()
     assert get_run(store, RUN)["step_count"] == expected_steps  # 2: a row from the retry alone
