@@ -3,9 +3,9 @@
 What an operator needs to see before users notice: exports answered by outcome (a rising
 ``retry_later`` count is back-pressure, ``invalid`` a broken client), spans accepted and refused,
 and the writer's commits, failures, queue, commit time and where run rows came from (the
-commit alone, or a recompute from stored steps, which grows with the store).  Values are read from the
-receivers' and the writer's counters at scrape time; nothing is counted twice.  Counters
-start at zero when the server starts, as Prometheus expects of a process's counters.
+commit alone, or a recompute from stored steps, which grows with the store).  Values are read
+from the receivers' and the writer's counters at scrape time; nothing is counted twice.
+Counters start at zero when the server starts, as Prometheus expects of a process's counters.
 """
 
 from __future__ import annotations
