@@ -30,7 +30,7 @@ from ingest_bench import build_requests  # noqa: E402
 from agenttrail.proto import otlp  # noqa: E402
 from agenttrail.receiver.mapping import map_export_request  # noqa: E402
 from agenttrail.storage import EncodedSteps, Store  # noqa: E402
-from agenttrail.storage.runs_sql import RUN_AGGREGATES_SQL, RUN_COLUMNS  # noqa: E402
+from agenttrail.storage.runs_sql import runs_insert_sql  # noqa: E402
 
 SIZES = (1, 4, 8, 16, 32)
 
@@ -62,9 +62,7 @@ def prefill(store, seed_requests: list[bytes], spans: int) -> int:
         copy += 1  # double the table: every run again under a new id, same shape
         store.command("INSERT INTO steps SELECT * REPLACE (lower(hex(MD5(concat(run_id, {copy:String})))) AS run_id) "
                       "FROM steps", parameters={"copy": f"copy {copy}"})
-    store.command(f"INSERT INTO runs ({', '.join(RUN_COLUMNS)}, version) "
-                  f"SELECT {', '.join('r_' + name for name in RUN_COLUMNS)}, 1 "
-                  f"FROM (SELECT {RUN_AGGREGATES_SQL} FROM steps FINAL GROUP BY project_id, run_id)")
+    store.command(runs_insert_sql("steps FINAL", version="1"))
     return store.query("SELECT count() FROM steps").result_rows[0][0]
 
 

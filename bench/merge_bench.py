@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import resource
 import shutil
 import statistics
 import sys
@@ -24,6 +23,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
+from commit_bench import cpu_seconds  # noqa: E402
 from ingest_bench import build_requests  # noqa: E402
 
 from agenttrail.proto import otlp  # noqa: E402
@@ -33,12 +33,6 @@ from agenttrail.storage.native import INSERT_COLUMNS  # noqa: E402
 from agenttrail.storage.writer import INSERT_SETTINGS  # noqa: E402
 
 THRESHOLDS = {"row by row (ClickHouse default)": 131072, "by column (agenttrail)": 8192}
-
-
-def cpu_seconds() -> float:
-    """CPU time of this process so far (every thread, the embedded engine's included)."""
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    return usage.ru_utime + usage.ru_stime
 
 
 def merge_cost(client, ddl: str, blocks: list[bytes], threshold: int) -> tuple[float, str]:

@@ -33,7 +33,7 @@ import uvicorn
 
 from agenttrail.api.app import create_app
 from agenttrail.storage import Store
-from agenttrail.storage.runs_sql import RUN_AGGREGATES_SQL, RUN_COLUMNS
+from agenttrail.storage.runs_sql import runs_insert_sql
 
 STEPS_PER_RUN = 10
 TOOLS = 30
@@ -71,10 +71,7 @@ FROM (
 )
 WHERE NOT (r % 101 = 0 AND k = 0)  -- every 101st run has no root yet: in progress"""
 
-RUNS_SQL = f"""
-INSERT INTO runs ({", ".join(RUN_COLUMNS)}, version)
-SELECT {", ".join("r_" + name for name in RUN_COLUMNS)}, 1
-FROM (SELECT {RUN_AGGREGATES_SQL} FROM steps WHERE project_id = {{project:String}} GROUP BY project_id, run_id)"""
+RUNS_SQL = runs_insert_sql("steps WHERE project_id = {project:String}", version="1")
 
 
 def generate(store: Store, runs: int, projects: int, days: float) -> None:

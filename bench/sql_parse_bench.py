@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import resource
 import shutil
 import sys
 import tempfile
@@ -23,6 +22,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
+from commit_bench import cpu_seconds  # noqa: E402
 from ingest_bench import build_requests  # noqa: E402
 
 import clickhouse_connect  # noqa: E402
@@ -54,12 +54,6 @@ QUERIES = {
            fromUnixTimestamp64Nano(toInt64(sp.start_time_unix_nano)) AS start_time
     {_SPANS})""",
 }
-
-
-def cpu_seconds() -> float:
-    """CPU time of this process so far (every thread, the embedded engine's included)."""
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    return usage.ru_utime + usage.ru_stime
 
 
 def main() -> None:

@@ -25,7 +25,7 @@ import statistics
 import time
 
 from agenttrail.storage import Store
-from agenttrail.storage.runs_sql import RUN_AGGREGATES_SQL, RUN_COLUMNS
+from agenttrail.storage.runs_sql import runs_insert_sql
 from agenttrail.validator.compiler import Selection, compile_runbook
 from agenttrail.validator.parser import parse_runbook
 from agenttrail.validator.service import count_statuses, judge, validate_run
@@ -70,10 +70,7 @@ FROM (
     FROM numbers({total:UInt64})
 )"""
 
-RUNS_SQL = f"""
-INSERT INTO runs ({", ".join(RUN_COLUMNS)}, version)
-SELECT {", ".join("r_" + c for c in RUN_COLUMNS)}, 1
-FROM (SELECT {RUN_AGGREGATES_SQL} FROM steps WHERE project_id = 'bench' GROUP BY project_id, run_id)"""
+RUNS_SQL = runs_insert_sql("steps WHERE project_id = 'bench'", version="1")
 
 
 def generate(store: Store, runs: int, steps: int) -> float:

@@ -94,6 +94,20 @@ RUN_COLUMNS: tuple[str, ...] = tuple(name for name, _ in RUN_AGGREGATES if name 
 RUN_AGGREGATES_SQL = ",\n    ".join(f"{expr} AS r_{name}" for name, expr in RUN_AGGREGATES)
 """The select list that turns a group of steps into run columns (aliases ``r_<column>``)."""
 
+
+def runs_insert_sql(source: str, version: str = "{version:UInt64}") -> str:
+    """``INSERT INTO runs`` of the rows that :data:`RUN_AGGREGATES_SQL` makes of the steps in
+    ``source`` (a table or subquery, with any WHERE clause), stamped ``version``."""
+    return f"""
+INSERT INTO runs ({", ".join(RUN_COLUMNS)}, version)
+SELECT {", ".join("r_" + name for name in RUN_COLUMNS)}, {version}
+FROM (
+    SELECT {RUN_AGGREGATES_SQL}
+    FROM {source}
+    GROUP BY project_id, run_id
+)"""
+
+
 # The runs of one commit are spread over the whole (project_id, run_id) key space, so the key
 # alone selects a granule of nearly every part, and each commit read close to the whole table
 # (~0.5 s of CPU for 1000 runs at 4M stored steps).  ``since`` (ms) is a time no later than the
@@ -106,19 +120,12 @@ RUN_AGGREGATES_SQL = ",\n    ".join(f"{expr} AS r_{name}" for name, expr in RUN_
 # guards against concurrent writers), and works on every server version.
 #
 # ``$runs$`` is the commit's run ids, comma-separated (``writer.run_ids_parameter``).
-RECOMPUTE_RUNS_SQL = f"""
-INSERT INTO runs ({", ".join(RUN_COLUMNS)}, version)
-SELECT {", ".join("r_" + name for name in RUN_COLUMNS)}, {{version:UInt64}}
-FROM (
-    SELECT {RUN_AGGREGATES_SQL}
-    FROM (
+RECOMPUTE_RUNS_SQL = runs_insert_sql("""(
         SELECT * FROM steps
-        WHERE project_id IN {{projects:Array(String)}} AND run_id IN splitByChar(',', $runs$)
-          AND ingested_at >= fromUnixTimestamp64Milli({{since:Int64}})
+        WHERE project_id IN {projects:Array(String)} AND run_id IN splitByChar(',', $runs$)
+          AND ingested_at >= fromUnixTimestamp64Milli({since:Int64})
         LIMIT 1 BY project_id, run_id, step_id
-    )
-    GROUP BY project_id, run_id
-)"""
+    )""")
 
 
 # The writer of an embedded store is the only one (chDB binds a data directory to one
@@ -127,12 +134,4 @@ FROM (
 # those runs' rows from it: no read of ``steps`` at all, where the recompute above reads a
 # granule of every part for each run once merges have mixed old and new rows.
 STAGING_TABLE = "writer_staging"
-STAGED_RUNS_SQL = f"""
-INSERT INTO runs ({", ".join(RUN_COLUMNS)}, version)
-SELECT {", ".join("r_" + name for name in RUN_COLUMNS)}, {{version:UInt64}}
-FROM (
-    SELECT {RUN_AGGREGATES_SQL}
-    FROM {STAGING_TABLE}
-    WHERE run_id IN splitByChar(',', $runs$)
-    GROUP BY project_id, run_id
-)"""
+STAGED_RUNS_SQL = runs_insert_sql(f"{STAGING_TABLE} WHERE run_id IN splitByChar(',', $runs$)")
