@@ -1,11 +1,15 @@
-"""Reading OTLP ``KeyValue`` lists into bounded str→str dicts, and tagging the keys that matter.
+"""Reading OTLP ``KeyValue`` lists into bounded str→str dicts, and planning what their keys mean.
 
-Every span attribute is read exactly once; in the same loop its key is looked up in a cache
-of *tags* — what the key means to the mapping (a step field and its rank, message content,
-unmapped usage) — so the rest of the mapping only looks at the handful of keys that matter.
+Every span attribute is read exactly once.  What the keys mean to the mapping (a step field and
+its rank, message content, unmapped usage) depends only on which keys a span has, in which
+order — its *shape* — and one instrumentation emits the same few shapes again and again.  So a
+span's shape is looked up in a cache of key plans (:class:`KeyPlan`), and the mapping reads just the keys
+its plan names, in rank order, instead of weighing every key of every span.
 """
 
 from __future__ import annotations
+
+from typing import NamedTuple
 
 from . import conventions as c
 from .content import bound, is_content_key, value_text
@@ -21,6 +25,56 @@ _USAGE_FIELDS = frozenset([*c.TOKEN_FIELDS, "cost"])
 _ARGUMENT_FIELDS = frozenset({"tool_arguments", "tool_step_arguments"})
 _TAG_CACHE: dict[str, tuple] = {}
 _TAG_CACHE_LIMIT = 100_000
+_PLAN_CACHE_LIMIT = 10_000  # shapes: client-chosen keys must not grow memory forever
+
+
+class KeyPlan(NamedTuple):
+    """What one shape of span attributes means to the mapping.
+
+    ``fields``: (field, its keys present in this shape best first, whether the field holds tool
+    arguments); ``content``, ``unmapped`` and ``choices``: the keys holding message content,
+    unknown usage counts and OpenLLMetry per-choice finish reasons, in attribute order;
+    ``usage``: whether any key carries token counts or a cost.
+    """
+
+    fields: tuple[tuple[str, tuple[str, ...], bool], ...]
+    content: tuple[str, ...]
+    unmapped: tuple[str, ...]
+    choices: tuple[str, ...]
+    usage: bool
+
+
+def plan_keys(tagged: list[tuple[str, tuple]]) -> KeyPlan:
+    """The :class:`KeyPlan` of the (key, tag) pairs of a span's keys that are not boring."""
+    by_field: dict[str, list[tuple[int, str]]] = {}
+    content, unmapped, choices, usage = [], [], [], False
+    for key, (field, rank, flags) in tagged:
+        if field is not None:
+            by_field.setdefault(field, []).append((rank, key))
+        if flags & CONTENT:
+            content.append(key)
+        if flags & UNMAPPED_USAGE:
+            unmapped.append(key)
+        if flags & CHOICE_FINISH_REASON:
+            choices.append(key)
+        usage = usage or bool(flags & USAGE)
+    fields = tuple((field, tuple(dict.fromkeys(key for _, key in sorted(ranked))), field in _ARGUMENT_FIELDS)
+                   for field, ranked in by_field.items())
+    return KeyPlan(fields, tuple(dict.fromkeys(content)), tuple(dict.fromkeys(unmapped)),
+                   tuple(dict.fromkeys(choices)), usage)
+
+
+_PLANS: dict[tuple[str, ...], KeyPlan] = {}
+
+
+def _plan_of(shape: tuple[str, ...]) -> KeyPlan:
+    plan = _PLANS.get(shape)
+    if plan is None:
+        plan = plan_keys([(key, tag) for key in shape if (tag := tag_of(key)) is not BORING])
+        if len(_PLANS) >= _PLAN_CACHE_LIMIT:
+            _PLANS.clear()
+        _PLANS[shape] = plan
+    return plan
 
 
 def _compute_tag(key: str) -> tuple:
@@ -57,36 +111,33 @@ def read_attributes(kvs, max_bytes: int, max_count: int) -> tuple[dict[str, str]
 
     All attributes are read (up to a hard cap that bounds CPU on hostile input) so mapped
     fields never depend on the order; the caller trims the stored map to ``max_count``.
+    A key given twice keeps its first place and its last value.
     """
-    out, cut, _ = read_span_attributes(kvs, max_bytes, max_count, tag=False)
+    out, cut = _read_values(kvs, max_bytes, max_count)
+    if out and max(map(len, out)) > KEY_MAX_BYTES // 4:
+        out, _, keys_cut = _bound_keys(out)
+        cut = cut or keys_cut
     return out, cut
 
 
-def read_span_attributes(kvs, max_bytes: int, max_count: int, tag: bool = True):
-    """:func:`read_attributes`, plus the (key, tag) pairs of the keys that matter (when ``tag``).
+def read_span_attributes(kvs, max_bytes: int, max_count: int) -> tuple[dict[str, str], bool, KeyPlan]:
+    """:func:`read_attributes`, plus the :class:`KeyPlan` of the keys read (the module docstring)."""
+    out, cut = _read_values(kvs, max_bytes, max_count)
+    if out and max(map(len, out)) > KEY_MAX_BYTES // 4:  # long keys: hostile or odd, never cached
+        out, plan, keys_cut = _bound_keys(out)
+        return out, cut or keys_cut, plan
+    return out, cut, _plan_of(tuple(out))
 
-    Tagging in the same loop saves the mapping a second pass over every key; bounds are
-    checked once per span afterwards, because nearly every value is short.
-    """
+
+def _read_values(kvs, max_bytes: int, max_count: int) -> tuple[dict[str, str], bool]:
     out: dict[str, str] = {}
-    tagged: list[tuple[str, tuple]] = []
     cut = False
     hard_cap = 4 * max_count + 64
     if len(kvs) > hard_cap:
         kvs, cut = kvs[:hard_cap], True
-    if tag:
-        tags = _TAG_CACHE
-        for kv in kvs:
-            value = kv.value
-            key = kv.key
-            out[key] = value.string_value or value_text(value)
-            found = tags.get(key) or tag_of(key)
-            if found is not BORING:
-                tagged.append((key, found))
-    else:
-        for kv in kvs:
-            value = kv.value
-            out[kv.key] = value.string_value or value_text(value)
+    for kv in kvs:
+        value = kv.value
+        out[kv.key] = value.string_value or value_text(value)
     # A value of n characters has at most 4n UTF-8 bytes: only long ones need a real check.
     if out and max(map(len, out.values())) * 4 > max_bytes:
         for key, text in out.items():
@@ -94,22 +145,21 @@ def read_span_attributes(kvs, max_bytes: int, max_count: int, tag: bool = True):
                 text, was_cut = bound(text, max_bytes)
                 if was_cut:
                     out[key], cut = text, True
-    if out and max(map(len, out)) > KEY_MAX_BYTES // 4:
-        out, tagged, keys_cut = _bound_keys(out, tagged)
-        cut = cut or keys_cut
-    return out, cut, tagged
+    return out, cut
 
 
-def _bound_keys(out: dict[str, str], tagged: list) -> tuple[dict[str, str], list, bool]:
-    renamed, cut = {}, False
+def _bound_keys(out: dict[str, str]) -> tuple[dict[str, str], KeyPlan, bool]:
+    """Keys cut to :data:`KEY_MAX_BYTES`, whether any was, and the plan of the cut keys, which
+    keeps what each uncut key meant."""
+    renamed = {}
     for key in out:
         short, was_cut = bound(key, KEY_MAX_BYTES)
         if was_cut:
-            renamed[key], cut = short, True
-    if not cut:
-        return out, tagged, False
-    out = {renamed.get(key, key): text for key, text in out.items()}
-    return out, [(renamed.get(key, key), t) for key, t in tagged], True
+            renamed[key] = short
+    tagged = [(renamed.get(key, key), tag) for key in out if (tag := tag_of(key)) is not BORING]
+    if renamed:
+        out = {renamed.get(key, key): text for key, text in out.items()}
+    return out, plan_keys(tagged), bool(renamed)
 
 
 def trim(attrs: dict[str, str], max_count: int) -> dict[str, str]:
@@ -117,5 +167,5 @@ def trim(attrs: dict[str, str], max_count: int) -> dict[str, str]:
     return dict(list(attrs.items())[:max_count])
 
 
-__all__ = ["ARGUMENT", "BORING", "CHOICE_FINISH_REASON", "CONTENT", "UNMAPPED_USAGE", "USAGE",
-           "read_attributes", "read_span_attributes", "tag_of", "trim"]
+__all__ = ["ARGUMENT", "BORING", "CHOICE_FINISH_REASON", "CONTENT", "UNMAPPED_USAGE", "USAGE", "KeyPlan",
+           "plan_keys", "read_attributes", "read_span_attributes", "tag_of", "trim"]

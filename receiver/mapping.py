@@ -52,6 +52,7 @@ _MIN_TIME_NS = 946_684_800 * 10**9  # 2000-01-01T00:00:00Z
 _MAX_AHEAD_NS = 86_400 * 10**9
 _ZERO_TRACE, _ZERO_SPAN = bytes(16), bytes(8)
 _PROJECT_UNSAFE = re.compile(r"[^A-Za-z0-9._:@-]+")
+_NO_EVENTS, _NO_LINKS = ((), (), ()), ((), (), (), ())
 
 
 def sanitize_project(raw: str) -> str:
@@ -214,40 +215,49 @@ class _SpanMapper:
         start, end = times
         opts = self.options
         max_bytes = opts.max_value_bytes
-        attrs, truncated, tagged = read_span_attributes(span.attributes, max_bytes, opts.max_attributes)
-        events, exception_type, events_cut = self._events(span, resource.capture, start)
+        capture = resource.capture
+        attrs, truncated, plan = read_span_attributes(span.attributes, max_bytes, opts.max_attributes)
+        events = span.events
+        if events:
+            events, exception_type, events_cut = self._events(events, capture, start)
+        else:
+            events, exception_type, events_cut = _NO_EVENTS, "", False
         status = span.status
         status_code = status.code
-        f = self.fields.extract(attrs, tagged, resource.capture, exception_type, status_code)
+        (kind, operation, model, provider, tool_name, tool_call_id, tool_arguments, agent_name, session_id,
+         user_id, environment, error_type, input_tokens, output_tokens, cache_read_tokens, cache_creation_tokens,
+         reasoning_tokens, total_tokens, cost_usd, cost_source, finish_reasons, unmapped_usage,
+         ) = self.fields.extract(attrs, plan, capture, exception_type, status_code)
         if len(attrs) > opts.max_attributes:
             attrs, truncated = trim(attrs, opts.max_attributes), True
-        links, links_cut = self._links(span)
-        name, name_cut = bound(span.name, max_bytes)
-        status_message, message_cut = bound(status.message, max_bytes)
-        trace_state, state_cut = bound(span.trace_state, max_bytes)
-        truncated = (truncated or events_cut or links_cut or name_cut or message_cut or state_cut
-                     or resource.truncated or span.dropped_attributes_count
+        links = span.links
+        links, links_cut = self._links(links) if links else (_NO_LINKS, False)
+        name, status_message, trace_state = span.name, status.message, span.trace_state
+        # A text of n characters has at most 4n UTF-8 bytes: nearly every one skips bound().
+        if max(len(name), len(status_message), len(trace_state)) * 4 > max_bytes:
+            name, name_cut = bound(name, max_bytes)
+            status_message, message_cut = bound(status_message, max_bytes)
+            trace_state, state_cut = bound(trace_state, max_bytes)
+            truncated = truncated or name_cut or message_cut or state_cut
+        truncated = (truncated or events_cut or links_cut or resource.truncated or span.dropped_attributes_count
                      or span.dropped_events_count or span.dropped_links_count)  # the SDK cut some
         return (
             resource.project, trace_id.hex(), span_id.hex(),
             "" if not parent_id or parent_id == _ZERO_SPAN else parent_id.hex(),
-            trace_state, name, f.kind, SPAN_KINDS.get(span.kind, "UNSPECIFIED"), f.operation,
-            resource.service, scope_name, scope_version, f.agent_name, f.session_id, f.user_id,
-            f.environment or resource.environment, f.tool_name, f.tool_call_id, f.tool_arguments,
-            f.model, f.provider, STATUS_NAMES.get(status_code, "unset"), status_message,
-            f.error_type, start, end, end - start if end > start else 0,
-            f.input_tokens, f.output_tokens, f.cache_read_tokens, f.cache_creation_tokens,
-            f.reasoning_tokens, f.total_tokens, f.cost_usd, f.cost_source, f.finish_reasons,
-            f.unmapped_usage, attrs, resource.attributes,
+            trace_state, name, kind, SPAN_KINDS.get(span.kind, "UNSPECIFIED"), operation,
+            resource.service, scope_name, scope_version, agent_name, session_id, user_id,
+            environment or resource.environment, tool_name, tool_call_id, tool_arguments,
+            model, provider, STATUS_NAMES.get(status_code, "unset"), status_message,
+            error_type, start, end, end - start if end > start else 0,
+            input_tokens, output_tokens, cache_read_tokens, cache_creation_tokens,
+            reasoning_tokens, total_tokens, cost_usd, cost_source, finish_reasons,
+            unmapped_usage, attrs, resource.attributes,
             events[0], events[1], events[2], links[0], links[1], links[2], links[3],
             1 if truncated else 0,
         )
 
-    def _events(self, span, capture: bool, start: int):
+    def _events(self, events, capture: bool, start: int):
         """(times, names, attribute maps), the first ``exception`` event's type, and whether cut."""
-        events = span.events
-        if not events:
-            return ((), (), ()), "", False
         opts = self.options
         cut = len(events) > opts.max_events
         times, names, maps, exception_type = [], [], [], ""
@@ -271,11 +281,8 @@ class _SpanMapper:
             cut = cut or name_cut or attrs_cut
         return (times, names, maps), exception_type, cut
 
-    def _links(self, span):
+    def _links(self, links):
         """(trace ids, span ids, trace states, attribute maps) of valid links, and whether any were cut."""
-        links = span.links
-        if not links:
-            return ((), (), (), ()), False
         opts = self.options
         cut = len(links) > opts.max_links
         trace_ids, span_ids, states, maps = [], [], [], []

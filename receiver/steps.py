@@ -29,7 +29,7 @@ import math
 from typing import NamedTuple
 
 from . import conventions as c
-from .attributes import ARGUMENT, CHOICE_FINISH_REASON, CONTENT, UNMAPPED_USAGE, USAGE
+from .attributes import KeyPlan
 from .content import to_json
 
 SPAN_KINDS = {0: "UNSPECIFIED", 1: "INTERNAL", 2: "SERVER", 3: "CLIENT", 4: "PRODUCER", 5: "CONSUMER"}
@@ -130,47 +130,39 @@ class StepFields:
         self.prices = prices
         self.unmapped_keys = unmapped_keys
 
-    def extract(self, attrs: dict[str, str], tagged: list[tuple[str, tuple]], capture: bool,
+    def extract(self, attrs: dict[str, str], plan: KeyPlan, capture: bool,
                 exception_type: str, status_code: int) -> Fields:
-        """:class:`Fields` from ``attrs``, whose non-boring keys are ``tagged`` as (key, tag).
+        """:class:`Fields` from ``attrs``, whose keys' meaning is ``plan`` (:mod:`.attributes`).
 
         Drops content keys from ``attrs`` unless ``capture`` (tool arguments excepted).
         """
-        values: dict[str, str] = {}  # field -> best value so far
-        ranks: dict[str, int] = {}
+        values: dict[str, str] = {}  # field -> its best non-empty value
         sources: dict[str, str] = {}  # field -> key, kept for the tool-argument fields only
-        content, unmapped, choice_reasons = [], {}, []
-        all_flags = 0
-        for key, (field, rank, flags) in tagged:
-            all_flags |= flags
-            if field is not None:
+        for field, keys, is_argument in plan.fields:
+            for key in keys:
                 value = attrs[key]
-                if value and rank < ranks.get(field, 99):
-                    values[field], ranks[field] = value, rank
-                    if flags & ARGUMENT:
+                if value:
+                    values[field] = value
+                    if is_argument:
                         sources[field] = key
-            if flags & _LISTED:
-                if flags & CONTENT:
-                    content.append(key)
-                if flags & UNMAPPED_USAGE:
-                    unmapped[key] = attrs.get(key, "")
-                if flags & CHOICE_FINISH_REASON and attrs.get(key):
-                    choice_reasons.append(attrs[key])
+                    break
         get = values.get
         kind, operation = _kind(get)
         argument_field = "tool_arguments" if "tool_arguments" in values else (
             "tool_step_arguments" if kind == "tool" and "tool_step_arguments" in values else None)
-        if content and not capture:
+        unmapped = {key: attrs[key] for key in plan.unmapped}
+        choice_reasons = [attrs[key] for key in plan.choices if attrs[key]] if kind == "llm" else []
+        if plan.content and not capture:
             keep = sources[argument_field] if argument_field else None
-            for key in content:
+            for key in plan.content:
                 if key != keep:
-                    attrs.pop(key, None)  # a key may be listed twice if bounding made two equal
+                    del attrs[key]
         if unmapped:
             self.unmapped_keys.update(unmapped)
         reasons = get("finish_reasons")
         entity = get("entity_name", "")
         model = get("model", "")
-        tokens, cost, cost_source = self._usage(get, kind, model) if all_flags & USAGE else _NO_USAGE
+        tokens, cost, cost_source = self._usage(get, kind, model) if plan.usage else _NO_USAGE
         return _new_fields(Fields, (
             kind, operation, model, get("provider", ""),
             get("tool_name") or (entity if kind == "tool" else ""),
@@ -180,7 +172,7 @@ class StepFields:
             get("session_id", ""), get("user_id", ""), get("environment", ""),
             get("error_type") or exception_type or ("error" if status_code == 2 else ""),
             *tokens, cost, cost_source,
-            _string_list(reasons) if reasons else (choice_reasons if kind == "llm" else []),
+            _string_list(reasons) if reasons else choice_reasons,
             unmapped,
         ))
 
@@ -211,7 +203,6 @@ class StepFields:
 
 _TOKEN_FIELDS = tuple(c.TOKEN_FIELDS)
 _NO_USAGE = ((0, 0, 0, 0, 0, 0), None, "")
-_LISTED = CONTENT | UNMAPPED_USAGE | CHOICE_FINISH_REASON
 _new_fields = tuple.__new__  # skips NamedTuple's Python-level __new__ on the hot path
 
 

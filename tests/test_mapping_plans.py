@@ -1,0 +1,62 @@
+"""Key plans (receiver/attributes.py): what a shape of keys means is cached; values never are."""
+
+from __future__ import annotations
+
+from mapping_helpers import Recorder, map_one, rows
+
+from agenttrail.receiver import attributes
+from agenttrail.receiver.mapping import map_export_request
+
+CHAT = {"gen_ai.operation.name": "chat", "gen_ai.request.model": "gpt-4o-mini",
+        "gen_ai.usage.input_tokens": 10, "gen_ai.usage.output_tokens": 5}
+
+
+def test_spans_of_one_shape_keep_their_own_values():
+    recorder = Recorder()
+    for model, tokens, operation in (("gpt-4o", 100, "chat"), ("claude-3-5-haiku", 7, "embeddings"),
+                                     ("m3", 0, "execute_tool")):
+        with recorder.span("s", {"gen_ai.operation.name": operation, "gen_ai.request.model": model,
+                                 "gen_ai.usage.input_tokens": tokens, "gen_ai.usage.output_tokens": 1}):
+            pass
+    mapped = sorted(rows(map_export_request(recorder.request())), key=lambda r: r["model"])
+    assert [(r["model"], r["input_tokens"], r["kind"]) for r in mapped] == [
+        ("claude-3-5-haiku", 7, "embedding"), ("gpt-4o", 100, "llm"), ("m3", 0, "tool")]
+
+
+def test_the_best_ranked_key_wins_whatever_the_attribute_order():
+    for attributes in ({"gen_ai.request.model": "asked", "gen_ai.response.model": "served"},
+                       {"gen_ai.response.model": "served", "gen_ai.request.model": "asked"}):
+        assert map_one({"gen_ai.operation.name": "chat", **attributes})["model"] == "served"
+
+
+def test_an_empty_best_value_falls_through_to_the_next_key_of_the_same_shape():
+    first = map_one({"gen_ai.operation.name": "chat", "gen_ai.response.model": "", "gen_ai.request.model": "asked"})
+    second = map_one({"gen_ai.operation.name": "chat", "gen_ai.response.model": "served",
+                      "gen_ai.request.model": "asked"})
+    assert (first["model"], second["model"]) == ("asked", "served")
+
+
+def test_content_and_unmapped_usage_follow_the_plan_and_the_capture_setting():
+    row = map_one({**CHAT, "gen_ai.input.messages": "[...]", "gen_ai.usage.image_tokens": 3,
+                   "gen_ai.completion.0.finish_reason": "stop"})
+    assert "gen_ai.input.messages" not in row["attributes"]
+    assert row["unmapped_usage"] == {"gen_ai.usage.image_tokens": "3"}
+    assert row["finish_reasons"] == ["stop"]
+
+
+def test_the_plan_cache_stays_bounded(monkeypatch):
+    monkeypatch.setattr(attributes, "_PLAN_CACHE_LIMIT", 8)
+    monkeypatch.setattr(attributes, "_PLANS", {})
+    for i in range(30):
+        assert map_one({**CHAT, f"custom.key{i}": "x"})["model"] == "gpt-4o-mini"
+        assert len(attributes._PLANS) <= 8
+
+
+def test_long_keys_are_cut_and_keep_their_meaning_uncached(monkeypatch):
+    monkeypatch.setattr(attributes, "_PLANS", {})
+    long_usage = "gen_ai.usage." + "x" * 2000
+    row = map_one({**CHAT, long_usage: 4})
+    (cut_key,) = row["unmapped_usage"]
+    assert long_usage.startswith(cut_key) and len(cut_key) == attributes.KEY_MAX_BYTES
+    assert row["truncated"] == 1 and row["input_tokens"] == 10
+    assert attributes._PLANS == {}  # a hostile shape is not cached
