@@ -65,7 +65,8 @@ def test_merge_bench_times_both_merge_algorithms_on_a_tiny_load():
 def test_sql_parse_bench_reads_every_span_through_clickhouses_protobuf_format():
     done = run("sql_parse_bench.py", "--requests", "2", "--repeat", "1")
     assert done.returncode == 0, done.stderr  # it exits non-zero when ClickHouse read a different count
-    assert done.stdout.count("µs CPU per span") == 3 and "Python, decode + map + encode" in done.stdout
+    assert done.stdout.count("µs CPU per span") == 4 and "Python, decode + map + encode" in done.stdout
+    assert "one query per request" in done.stdout and done.stdout.count("planning a query of") == 4
 
 
 @pytest.mark.parametrize("script, args, message", [
