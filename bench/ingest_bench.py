@@ -217,6 +217,20 @@ def peak_rss_mib(pid: int) -> float:
     return float("nan")
 
 
+def writer_counters(ports: dict) -> dict[str, float]:
+    """The writer's commits, written spans and commit seconds so far, from the server's /metrics."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{ports['api']}/metrics", timeout=10) as response:
+        text = response.read().decode()
+    wanted = {"agenttrail_writer_commits_total": "commits", "agenttrail_writer_written_spans_total": "spans",
+              "agenttrail_writer_commit_seconds_total": "seconds"}
+    found = {}
+    for line in text.splitlines():
+        name, _, value = line.partition(" ")
+        if name in wanted:
+            found[wanted[name]] = float(value)
+    return found
+
+
 def run_load(protocol: str, bodies: list[bytes], ports: dict, concurrency: int, spans_per_request: int):
     latencies, errors, lock = [], [], threading.Lock()
     queue = list(range(len(bodies)))
@@ -338,8 +352,10 @@ def main() -> None:
             bodies, sample = build_requests(args.requests, args.spans_per_request, seed=args.seed + n,
                                             requests_per_run=args.requests_per_run)
             before, threads_before = cpu_seconds(proc.pid), thread_cpu_seconds(proc.pid)
+            writer_before = writer_counters(ports)
             result = run_load(protocol, bodies, ports, args.concurrency, args.spans_per_request)
             after, threads_after = cpu_seconds(proc.pid), thread_cpu_seconds(proc.pid)
+            writer_after = writer_counters(ports)
             # Where the CPU went, per acknowledged span: server process, mapping workers, and
             # this client (on a small machine it competes with the server for the same cores).
             result["cpu_us_per_span"] = {k: round((after[k] - before[k]) / max(result["acknowledged_spans"], 1) * 1e6, 1)
@@ -347,6 +363,12 @@ def main() -> None:
             result["main_cpu_us_per_span"] = {
                 k: round((threads_after[k] - threads_before[k]) / max(result["acknowledged_spans"], 1) * 1e6, 1)
                 for k in threads_after}
+            # Each commit costs ~70-95 ms of CPU whatever its size (commit_bench.py): how many the
+            # load took, and how large they were, say how much of the server's CPU that was.
+            commits = writer_after["commits"] - writer_before["commits"]
+            result["writer"] = {"commits": int(commits),
+                                "spans_per_commit": round((writer_after["spans"] - writer_before["spans"]) / max(commits, 1)),
+                                "commit_wall_s": round(writer_after["seconds"] - writer_before["seconds"], 2)}
             result["sampled_runs_queryable"] = f"{check_sample(ports, sample[:50])}/{min(50, len(sample))}"
             results.append(result)
             print(json.dumps(result), flush=True)

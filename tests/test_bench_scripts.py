@@ -26,6 +26,8 @@ def test_ingest_bench_runs_end_to_end_on_a_tiny_load():
     assert [r["protocol"] for r in results] == ["http", "grpc"]
     for result in results:
         assert (result["acknowledged_spans"], result["errors"]) == (48, 0)
+        writer = result["writer"]  # read from the server's /metrics: this phase's commits alone
+        assert 1 <= writer["commits"] <= 3 and writer["spans_per_commit"] * writer["commits"] == 48
         found, sampled = result["sampled_runs_queryable"].split("/")
         assert found == sampled and int(sampled) > 0  # every sampled run is readable through the API
         # CPU is read in clock ticks (10 ms): at 48 spans only the shape can be checked
