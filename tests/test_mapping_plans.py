@@ -44,19 +44,36 @@ def test_content_and_unmapped_usage_follow_the_plan_and_the_capture_setting():
     assert row["finish_reasons"] == ["stop"]
 
 
-def test_the_plan_cache_stays_bounded(monkeypatch):
-    monkeypatch.setattr(attributes, "_PLAN_CACHE_LIMIT", 8)
-    monkeypatch.setattr(attributes, "_PLANS", {})
+def _fresh_caches(monkeypatch, limit: int | None = None) -> None:
+    for name in ("_PLANS", "_PLANS_BY_MEANING"):
+        monkeypatch.setattr(attributes, name, {})
+    monkeypatch.setattr(attributes, "_SEEN", set())
+    if limit is not None:
+        monkeypatch.setattr(attributes, "_PLAN_CACHE_LIMIT", limit)
+
+
+def test_a_shape_is_cached_on_its_second_sighting_and_caches_stay_bounded(monkeypatch):
+    _fresh_caches(monkeypatch, limit=8)
     for i in range(30):
-        assert map_one({**CHAT, f"custom.key{i}": "x"})["model"] == "gpt-4o-mini"
-        assert len(attributes._PLANS) <= 8
+        for _ in range(2):
+            assert map_one({**CHAT, f"custom.key{i}": "x"})["model"] == "gpt-4o-mini"
+        assert tuple([*CHAT, f"custom.key{i}"]) in attributes._PLANS  # just remembered
+        assert max(len(attributes._PLANS), len(attributes._SEEN), len(attributes._PLANS_BY_MEANING)) <= 8
+
+
+def test_shapes_that_never_repeat_share_a_plan_by_meaning_and_are_not_cached(monkeypatch):
+    _fresh_caches(monkeypatch)
+    for i in range(5):
+        assert map_one({**CHAT, f"request.{i}.id": "x"})["input_tokens"] == 10
+    assert attributes._PLANS == {} and len(attributes._SEEN) == 5
+    assert len(attributes._PLANS_BY_MEANING) == 1  # the custom keys are boring: one meaning
 
 
 def test_long_keys_are_cut_and_keep_their_meaning_uncached(monkeypatch):
-    monkeypatch.setattr(attributes, "_PLANS", {})
+    _fresh_caches(monkeypatch)
     long_usage = "gen_ai.usage." + "x" * 2000
     row = map_one({**CHAT, long_usage: 4})
     (cut_key,) = row["unmapped_usage"]
     assert long_usage.startswith(cut_key) and len(cut_key) == attributes.KEY_MAX_BYTES
     assert row["truncated"] == 1 and row["input_tokens"] == 10
-    assert attributes._PLANS == {}  # a hostile shape is not cached
+    assert attributes._PLANS == {} and attributes._SEEN == set()  # a hostile shape is not cached
