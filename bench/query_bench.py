@@ -5,7 +5,7 @@
 
 Steps are generated inside ClickHouse (``INSERT INTO steps SELECT … FROM numbers(…)``) and
 the runs are then recomputed from them with the writer's own aggregate
-(:data:`agenttrail.storage.runs_sql.RUN_AGGREGATES_SQL`), one project at a time.  Runs start
+(:func:`agenttrail.storage.runs_sql.runs_insert_sql`), one project at a time.  Runs start
 spread evenly over the last ``--days`` days, across ``--projects`` projects.
 
 Timings go through the real HTTP API: the app from :func:`agenttrail.api.app.create_app`
