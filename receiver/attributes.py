@@ -20,7 +20,7 @@ KEY_MAX_BYTES = 1024
 
 # What an attribute key means to the mapping: (field or None, rank within the field, flags).
 # Keys repeat across spans, so tags are cached per key.
-CONTENT, UNMAPPED_USAGE, ARGUMENT, USAGE, CHOICE_FINISH_REASON = 1, 2, 4, 8, 16
+CONTENT, UNMAPPED_USAGE, USAGE, CHOICE_FINISH_REASON = 1, 2, 8, 16
 BORING = (None, 0, 0)
 _FIELD_RANKS = {key: (field, rank) for field, keys in c.FIELD_KEYS.items() for rank, key in enumerate(keys)}
 _USAGE_FIELDS = frozenset([*c.TOKEN_FIELDS, "cost"])
@@ -110,8 +110,6 @@ def _compute_tag(key: str) -> tuple:
         flags |= CONTENT
     if key.startswith(c.UNMAPPED_PREFIXES) and key not in c.KNOWN_USAGE_KEYS:
         flags |= UNMAPPED_USAGE
-    if field in _ARGUMENT_FIELDS:
-        flags |= ARGUMENT
     if field in _USAGE_FIELDS:
         flags |= USAGE
     if field is None and key.startswith("gen_ai.completion.") and key.endswith(".finish_reason"):
@@ -193,5 +191,5 @@ def trim(attrs: dict[str, str], max_count: int) -> dict[str, str]:
     return dict(list(attrs.items())[:max_count])
 
 
-__all__ = ["ARGUMENT", "BORING", "CHOICE_FINISH_REASON", "CONTENT", "UNMAPPED_USAGE", "USAGE", "KeyPlan",
+__all__ = ["BORING", "CHOICE_FINISH_REASON", "CONTENT", "UNMAPPED_USAGE", "USAGE", "KeyPlan",
            "plan_keys", "read_attributes", "read_span_attributes", "tag_of", "trim"]
