@@ -73,19 +73,34 @@ def _unique(keys) -> tuple[str, ...]:
 # Plans by shape, and by the (key, tag) pairs that matter.  A shape enters the first cache on
 # its second sighting: keys that carry ids (a request id, a message index) make shapes that never
 # repeat, and caching each cost more than it saved (all-unique shapes: 13.8 -> 23 µs per span,
-# /tmp measurement).  Such spans still share a plan by what their keys mean.
+# /tmp measurement).  Such spans still share a plan by what their keys mean.  A client chooses
+# the keys, so the caches are bounded by what they hold, not only by their entries: a span may
+# carry a thousand keys of 256 characters, and 10,000 such shapes would hold gigabytes.
 _PLANS: dict[tuple[str, ...], KeyPlan] = {}
-_SEEN: set[tuple[str, ...]] = set()
+_SEEN: dict[tuple[str, ...], None] = {}
 _PLANS_BY_MEANING: dict[tuple, KeyPlan] = {}
+_PLAN_CACHE_UNITS = 16_000_000  # key characters, plus 64 per key for the objects: ~16 MB at most
+_held_units = 0
 
 
-def _remember(cache: dict, key, plan: KeyPlan) -> None:
-    if len(cache) >= _PLAN_CACHE_LIMIT:
-        cache.clear()
+def _units(keys: tuple[str, ...]) -> int:
+    return sum(map(len, keys)) + 64 * len(keys)
+
+
+def _remember(cache: dict, key: tuple, keys: tuple[str, ...], plan: KeyPlan | None) -> None:
+    global _held_units
+    units = _units(keys)
+    if _held_units + units > _PLAN_CACHE_UNITS or len(cache) >= _PLAN_CACHE_LIMIT:
+        _PLANS.clear()  # rare: start over rather than account for what each cache held
+        _SEEN.clear()
+        _PLANS_BY_MEANING.clear()
+        _held_units = 0
     cache[key] = plan
+    _held_units += units
 
 
 def _plan_of(shape: tuple[str, ...]) -> KeyPlan:
+    global _held_units
     plan = _PLANS.get(shape)
     if plan is not None:
         return plan
@@ -93,13 +108,13 @@ def _plan_of(shape: tuple[str, ...]) -> KeyPlan:
     plan = _PLANS_BY_MEANING.get(tagged)
     if plan is None:
         plan = plan_keys(tagged)
-        _remember(_PLANS_BY_MEANING, tagged, plan)
-    if shape in _SEEN:
-        _remember(_PLANS, shape, plan)
+        _remember(_PLANS_BY_MEANING, tagged, tuple(key for key, _ in tagged), plan)
+    if shape in _SEEN:  # the second sighting: from the first cache on, this shape costs one lookup
+        if _SEEN.pop(shape, _SEEN) is not _SEEN:  # another thread may have just cleared it
+            _held_units -= _units(shape)
+        _remember(_PLANS, shape, shape, plan)
     else:
-        if len(_SEEN) >= _PLAN_CACHE_LIMIT:
-            _SEEN.clear()
-        _SEEN.add(shape)
+        _remember(_SEEN, shape, shape, None)
     return plan
 
 

@@ -24,9 +24,9 @@ def test_spans_of_one_shape_keep_their_own_values():
 
 
 def test_the_best_ranked_key_wins_whatever_the_attribute_order():
-    for attributes in ({"gen_ai.request.model": "asked", "gen_ai.response.model": "served"},
-                       {"gen_ai.response.model": "served", "gen_ai.request.model": "asked"}):
-        assert map_one({"gen_ai.operation.name": "chat", **attributes})["model"] == "served"
+    for given in ({"gen_ai.request.model": "asked", "gen_ai.response.model": "served"},
+                  {"gen_ai.response.model": "served", "gen_ai.request.model": "asked"}):
+        assert map_one({"gen_ai.operation.name": "chat", **given})["model"] == "served"
 
 
 def test_an_empty_best_value_falls_through_to_the_next_key_of_the_same_shape():
@@ -47,7 +47,8 @@ def test_content_and_unmapped_usage_follow_the_plan_and_the_capture_setting():
 def _fresh_caches(monkeypatch, limit: int | None = None) -> None:
     for name in ("_PLANS", "_PLANS_BY_MEANING"):
         monkeypatch.setattr(attributes, name, {})
-    monkeypatch.setattr(attributes, "_SEEN", set())
+    monkeypatch.setattr(attributes, "_SEEN", {})
+    monkeypatch.setattr(attributes, "_held_units", 0)
     if limit is not None:
         monkeypatch.setattr(attributes, "_PLAN_CACHE_LIMIT", limit)
 
@@ -76,4 +77,19 @@ def test_long_keys_are_cut_and_keep_their_meaning_uncached(monkeypatch):
     (cut_key,) = row["unmapped_usage"]
     assert long_usage.startswith(cut_key) and len(cut_key) == attributes.KEY_MAX_BYTES
     assert row["truncated"] == 1 and row["input_tokens"] == 10
-    assert attributes._PLANS == {} and attributes._SEEN == set()  # a hostile shape is not cached
+    assert attributes._PLANS == {} and attributes._SEEN == {}  # a hostile shape is not cached
+
+
+def test_hostile_key_sets_cannot_grow_the_caches_past_their_budget(monkeypatch):
+    _fresh_caches(monkeypatch)
+    monkeypatch.setattr(attributes, "_PLAN_CACHE_UNITS", 60_000)
+    recorder = Recorder(max_attributes=256)
+    for i in range(12):  # each span: 100 keys of ~200 characters, never seen before
+        with recorder.span("s", {f"k{i}.{j}." + "x" * 200: "v" for j in range(100)}):
+            pass
+        with recorder.span("s", {f"k{i}.{j}." + "x" * 200: "v" for j in range(100)}):
+            pass  # the same shape again: promoted to the shape cache
+    mapped = rows(map_export_request(recorder.request()))
+    assert len(mapped) == 24 and all(len(r["attributes"]) == 100 for r in mapped)
+    held = sum(attributes._units(shape) for cache in (attributes._PLANS, attributes._SEEN) for shape in cache)
+    assert held <= attributes._held_units <= 60_000
