@@ -19,7 +19,8 @@ from concurrent.futures import Future
 from .errors import Overloaded, StorageUnavailable
 from .model import StepBatch, WriteResult
 from .native import INSERT_COLUMNS, EncodedSteps, encode_steps
-from .runs_sql import RECOMPUTE_RUNS_SQL, STAGED_RUNS_SQL, STAGING_TABLE
+from .runs_sql import (RECOMPUTE_RUNS_SQL, STAGING_DDL, STAGING_DROP, STAGING_INSERT_SETTINGS, STAGING_TABLE,
+                       STEPS_INLET)
 
 Steps = StepBatch | EncodedSteps
 
@@ -60,8 +61,8 @@ INSERT_SETTINGS = {"optimize_on_insert": 0}
 log = logging.getLogger(__name__)
 
 _UNSETTLED_LIMIT = 100_000
-_COPY_STAGED_SQL = (f"INSERT INTO steps ({', '.join(f'`{c}`' for c in INSERT_COLUMNS)}) "
-                    f"SELECT {', '.join(f'`{c}`' for c in INSERT_COLUMNS)} FROM {STAGING_TABLE}")
+_STAGED_INSERT_SETTINGS = {**INSERT_SETTINGS, **STAGING_INSERT_SETTINGS}
+_LIST_NEW_RUNS_SQL = f"INSERT INTO {STAGING_TABLE} SELECT arrayJoin(splitByChar(',', $runs$)), {{version:UInt64}}"
 
 
 class BatchWriter:
@@ -88,9 +89,10 @@ class BatchWriter:
     check's cost grows with the runs it is given, with the whole table read on a large store.
 
     With ``sole_writer`` (the embedded store: chDB binds its directory to one process) the
-    rows of new runs are computed from the commit itself, staged in an in-memory table
-    (:data:`~.runs_sql.STAGED_RUNS_SQL`), and only runs that can have stored steps are
-    recomputed from ``steps``.  After a start that finds the staging table left by a writer
+    rows of new runs are computed from the commit itself: the commit goes into ``steps``
+    through a Null table whose materialized views also aggregate the runs listed in the
+    staging table (:data:`~.runs_sql.STAGING_DDL`), and only runs that can have stored steps
+    are recomputed from ``steps``.  After a start that finds the staging table left by a writer
     that did not stop cleanly (it may have died between a commit's steps and its run rows),
     every run is recomputed from ``steps`` for ``settle`` seconds, so that retries of a lost
     commit find the steps it left behind.
@@ -275,7 +277,8 @@ class BatchWriter:
             # last process died, perhaps between a commit's steps and its run rows.
             unclean = client.query("SELECT count() FROM system.tables WHERE database = currentDatabase() "
                                    "AND name = {table:String}", parameters={"table": STAGING_TABLE}).result_rows[0][0]
-            client.command(f"CREATE OR REPLACE TABLE {STAGING_TABLE} AS steps ENGINE = Memory")
+            for statement in STAGING_DDL:
+                client.command(statement)
             self._stage_from = time.monotonic() + (self.settle if unclean else 0.0)
         return time.monotonic() >= self._stage_from
 
@@ -284,16 +287,18 @@ class BatchWriter:
         if self._stage_from is None:
             return
         try:
-            (self._client or self._client_factory()).command(f"DROP TABLE IF EXISTS {STAGING_TABLE}")
+            client = self._client or self._client_factory()
+            for statement in STAGING_DROP:
+                client.command(statement)
         except Exception as exc:  # the next start will take the careful path for a while
             log.warning("could not drop %s at stop: %s", STAGING_TABLE, exc)
 
     def _insert_staged(self, client, blocks: list[bytes], run_ids: set[str], version: int) -> None:
-        """Insert the commit's steps through the staging table; compute ``run_ids``' rows from it."""
+        """Insert the commit's steps through the inlet, whose views also write ``run_ids``' rows."""
         client.command(f"TRUNCATE TABLE {STAGING_TABLE}")  # a failed commit may have left rows
-        client.raw_insert(STAGING_TABLE, INSERT_COLUMNS, insert_block=b"".join(blocks), fmt="Native")
-        client.command(_COPY_STAGED_SQL, settings=INSERT_SETTINGS)
-        client.command(STAGED_RUNS_SQL, parameters={"$runs$": run_ids_parameter(sorted(run_ids)), "version": version})
+        client.command(_LIST_NEW_RUNS_SQL, parameters={"$runs$": run_ids_parameter(sorted(run_ids)), "version": version})
+        client.raw_insert(STEPS_INLET, INSERT_COLUMNS, insert_block=b"".join(blocks), fmt="Native",
+                          settings=_STAGED_INSERT_SETTINGS)  # the views write steps and the listed runs' rows
         client.command(f"TRUNCATE TABLE {STAGING_TABLE}")
 
     def _unsettle(self, touched: set[tuple[str, str]]) -> None:

@@ -324,8 +324,8 @@ def test_the_sole_writer_reads_no_steps_for_new_runs_and_recomputes_known_ones(s
     writer = BatchWriter(lambda: _Recording(store.client(), sql), linger=0, sole_writer=True).start()
     try:
         writer.write(batch_of(STEPS[:3]), timeout=30)
-        assert any(q.strip().startswith("INSERT INTO runs") and "writer_staging" in q for q in sql)
-        assert RECOMPUTE_RUNS_SQL not in sql
+        assert any(q.startswith("INSERT INTO writer_staging") for q in sql)  # the new runs, listed
+        assert RECOMPUTE_RUNS_SQL not in sql and run_row(store)["step_count"] == 3
         other = [step("1", run_id="cd" * 16)]  # one new run, one known run, in one commit
         writer.write(batch_of(STEPS[3:] + other), timeout=30)
         assert RECOMPUTE_RUNS_SQL in sql
@@ -505,3 +505,17 @@ def test_steps_merge_column_by_column_above_a_granule(store):
     ddl = store.query("SELECT create_table_query FROM system.tables "
                       "WHERE database = currentDatabase() AND name = 'steps'").result_rows[0][0]
     assert "vertical_merge_algorithm_min_rows_to_activate = 8192" in ddl
+
+
+def test_a_new_run_split_over_two_batches_of_one_commit_gets_one_whole_row(store):
+    # Each batch is its own Native block; the run-row view must see the commit as one block,
+    # or the run would get two partial rows with the same version.
+    writer = BatchWriter(lambda: store.client(), linger=0.3, sole_writer=True).start()
+    try:
+        first, second = writer.submit(batch_of(STEPS[:2])), writer.submit(batch_of(STEPS[2:]))
+        first.result(30), second.result(30)
+        assert writer.stats["commits"] == 1 and writer.stats["runs_from_commit"] == 1
+    finally:
+        writer.close()
+    assert run_row(store)["step_count"] == len(STEPS)
+    assert store.query("SELECT count() FROM runs WHERE run_id = {r:String}", {"r": RUN}).result_rows == [(1,)]
