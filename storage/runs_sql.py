@@ -170,35 +170,41 @@ RECOMPUTE_RUNS_SQL = runs_insert_sql("""(
 
 # The writer of an embedded store is the only one (chDB binds a data directory to one
 # process), so the steps of a run that has no run row are exactly those of the commit in hand.
-# The writer lists the commit's new runs and its version in STAGING_TABLE, then inserts the
-# commit into STEPS_INLET, a Null table shaped like ``steps``; two materialized views carry the
-# block on: every row into ``steps``, and the listed runs' rows, aggregated, into ``runs``.  No
-# read of ``steps`` at all, where the recompute above reads a granule of every part for each
-# run once merges have mixed old and new rows; and the block is parsed once (an in-memory copy
-# of the steps, then a copy into ``steps`` and a separate aggregate: 71 ms of CPU per 8,192-span
-# commit against 51, /tmp measurement).  ClickHouse squashes an insert's blocks into one before
-# the views see it; STAGING_INSERT_SETTINGS make sure a large commit is not split, which would
-# give a run two partial rows.  STAGING_TABLE exists from a writer's first commit to its clean
-# stop, so finding it at start means the last process died (writer.BatchWriter).
-STAGING_TABLE = "writer_staging"
-STEPS_INLET = "writer_steps_in"
-_STEPS_VIEW, _RUNS_VIEW = "writer_steps_view", "writer_runs_view"
-STAGED_RUNS_SELECT = runs_select_sql(f"{STEPS_INLET} WHERE run_id IN (SELECT run_id FROM {STAGING_TABLE})",
-                                     f"(SELECT max(version) FROM {STAGING_TABLE})")
-STAGING_DDL: tuple[str, ...] = (
-    f"DROP VIEW IF EXISTS {_RUNS_VIEW}",
-    f"DROP VIEW IF EXISTS {_STEPS_VIEW}",
-    f"CREATE OR REPLACE TABLE {STAGING_TABLE} (run_id String, version UInt64) ENGINE = Memory",
-    f"CREATE OR REPLACE TABLE {STEPS_INLET} AS steps ENGINE = Null",
-    f"CREATE MATERIALIZED VIEW {_STEPS_VIEW} TO steps AS SELECT * FROM {STEPS_INLET}",
-    f"CREATE MATERIALIZED VIEW {_RUNS_VIEW} TO runs AS {STAGED_RUNS_SELECT}",
+# While that writer runs, a materialized view on ``steps`` (COMMIT_RUNS_VIEW) aggregates every
+# insert's runs into ``runs`` as it is written: the block is parsed once, and no read of
+# ``steps`` is needed, where the recompute above reads a granule of every part for each run
+# once merges have mixed old and new rows.
+#
+# The view writes a row for every run in the insert, and only a new run's is right: for a run
+# already stored it is a partial row, made of this commit's steps alone, and the writer then
+# recomputes that run from ``steps``.  So that such a row never wins, not even while the
+# recompute is pending or after it failed, the view's rows carry COMMIT_ROWS_VERSION: below every
+# recomputed row's version (a time in nanoseconds, ~1.7e18 and growing), and falling as time
+# passes, so a later commit's partial row also loses to the earlier commit's row of a run never
+# yet recomputed.  A new run's row is its only row, and wins.  The view then needs no list of
+# which runs are new: an earlier form listed them, and the commit's version, in a Memory table
+# the view read (two subqueries), which cost 11 ms of a 47-58 ms insert of 8,192 spans (/tmp
+# measurement).
+#
+# ClickHouse squashes an insert's blocks into one before the view sees it; COMMIT_INSERT_SETTINGS
+# make sure a large commit is not split, which would give a new run two partial rows.
+# WRITER_MARKER exists from a writer's first commit to its clean stop, so finding it at start
+# means the last process died (writer.BatchWriter); its name is the one earlier versions used
+# for their staging table, which marked the same thing.
+WRITER_MARKER = "writer_staging"
+COMMIT_ROWS_VERSION = "toUInt64(1000000000000000000 - toUnixTimestamp64Micro(now64(6)))"
+COMMIT_RUNS_VIEW = "writer_runs_view"
+COMMIT_VIEW_DDL: tuple[str, ...] = (
+    f"DROP VIEW IF EXISTS {COMMIT_RUNS_VIEW}",
+    "DROP VIEW IF EXISTS writer_steps_view",  # earlier versions' objects
+    "DROP TABLE IF EXISTS writer_steps_in",
+    f"CREATE OR REPLACE TABLE {WRITER_MARKER} (started_at DateTime64(3, 'UTC')) ENGINE = Memory",
+    f"CREATE MATERIALIZED VIEW {COMMIT_RUNS_VIEW} TO runs AS {runs_select_sql('steps', COMMIT_ROWS_VERSION)}",
 )
-"""Statements that (re)create the staging objects, in order."""
-STAGING_DROP: tuple[str, ...] = (
-    f"DROP VIEW IF EXISTS {_RUNS_VIEW}",
-    f"DROP VIEW IF EXISTS {_STEPS_VIEW}",
-    f"DROP TABLE IF EXISTS {STEPS_INLET}",
-    f"DROP TABLE IF EXISTS {STAGING_TABLE}",
+"""Statements that (re)create the marker and the view, in order."""
+COMMIT_VIEW_DROP: tuple[str, ...] = (
+    f"DROP VIEW IF EXISTS {COMMIT_RUNS_VIEW}",
+    f"DROP TABLE IF EXISTS {WRITER_MARKER}",
 )
-"""Statements that remove them at a clean stop, the marker table last."""
-STAGING_INSERT_SETTINGS = {"min_insert_block_size_rows": 1 << 40, "min_insert_block_size_bytes": 1 << 40}
+"""Statements that remove them at a clean stop, the marker last."""
+COMMIT_INSERT_SETTINGS = {"min_insert_block_size_rows": 1 << 40, "min_insert_block_size_bytes": 1 << 40}

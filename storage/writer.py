@@ -19,8 +19,7 @@ from concurrent.futures import Future
 from .errors import Overloaded, StorageUnavailable
 from .model import StepBatch, WriteResult
 from .native import INSERT_COLUMNS, EncodedSteps, encode_steps
-from .runs_sql import (RECOMPUTE_RUNS_SQL, STAGING_DDL, STAGING_DROP, STAGING_INSERT_SETTINGS, STAGING_TABLE,
-                       STEPS_INLET)
+from .runs_sql import COMMIT_INSERT_SETTINGS, COMMIT_VIEW_DDL, COMMIT_VIEW_DROP, RECOMPUTE_RUNS_SQL, WRITER_MARKER
 
 Steps = StepBatch | EncodedSteps
 
@@ -61,8 +60,7 @@ INSERT_SETTINGS = {"optimize_on_insert": 0}
 log = logging.getLogger(__name__)
 
 _UNSETTLED_LIMIT = 100_000
-_STAGED_INSERT_SETTINGS = {**INSERT_SETTINGS, **STAGING_INSERT_SETTINGS}
-_LIST_NEW_RUNS_SQL = f"INSERT INTO {STAGING_TABLE} SELECT arrayJoin(splitByChar(',', $runs$)), {{version:UInt64}}"
+_SOLE_WRITER_INSERT_SETTINGS = {**INSERT_SETTINGS, **COMMIT_INSERT_SETTINGS}
 
 
 class BatchWriter:
@@ -89,13 +87,13 @@ class BatchWriter:
     check's cost grows with the runs it is given, with the whole table read on a large store.
 
     With ``sole_writer`` (the embedded store: chDB binds its directory to one process) the
-    rows of new runs are computed from the commit itself: the commit goes into ``steps``
-    through a Null table whose materialized views also aggregate the runs listed in the
-    staging table (:data:`~.runs_sql.STAGING_DDL`), and only runs that can have stored steps
-    are recomputed from ``steps``.  After a start that finds the staging table left by a writer
-    that did not stop cleanly (it may have died between a commit's steps and its run rows),
-    every run is recomputed from ``steps`` for ``settle`` seconds, so that retries of a lost
-    commit find the steps it left behind.
+    rows of new runs are computed from the commit itself: a materialized view on ``steps``
+    aggregates each commit's runs as it is inserted, into rows that lose to any recomputed one
+    (:data:`~.runs_sql.COMMIT_VIEW_DDL`), and only runs that can have stored steps are
+    recomputed from ``steps``.  After a start that finds the marker left by a writer that did
+    not stop cleanly (it may have died between a commit's steps and its run rows), every run
+    is recomputed from ``steps`` for ``settle`` seconds, so that retries of a lost commit find
+    the steps it left behind.
     """
 
     def __init__(self, client_factory, *, max_pending_spans: int = 200_000,
@@ -218,7 +216,7 @@ class BatchWriter:
             group = self._take_group()
             if not group:
                 if self._closed and not self._queue:
-                    self._drop_staging()
+                    self._drop_commit_view()
                     return
                 continue
             spans = sum(len(b) for b, _ in group)
@@ -273,33 +271,25 @@ class BatchWriter:
         if not self.sole_writer:
             return False
         if self._stage_from is None:
-            # The table lives from a writer's first commit to its clean stop: found at start, the
+            # The marker lives from a writer's first commit to its clean stop: found at start, the
             # last process died, perhaps between a commit's steps and its run rows.
             unclean = client.query("SELECT count() FROM system.tables WHERE database = currentDatabase() "
-                                   "AND name = {table:String}", parameters={"table": STAGING_TABLE}).result_rows[0][0]
-            for statement in STAGING_DDL:
+                                   "AND name = {table:String}", parameters={"table": WRITER_MARKER}).result_rows[0][0]
+            for statement in COMMIT_VIEW_DDL:
                 client.command(statement)
             self._stage_from = time.monotonic() + (self.settle if unclean else 0.0)
         return time.monotonic() >= self._stage_from
 
-    def _drop_staging(self) -> None:
+    def _drop_commit_view(self) -> None:
         """A clean stop: the next writer may stage new runs at once."""
         if self._stage_from is None:
             return
         try:
             client = self._client or self._client_factory()
-            for statement in STAGING_DROP:
+            for statement in COMMIT_VIEW_DROP:
                 client.command(statement)
         except Exception as exc:  # the next start will take the careful path for a while
-            log.warning("could not drop %s at stop: %s", STAGING_TABLE, exc)
-
-    def _insert_staged(self, client, blocks: list[bytes], run_ids: set[str], version: int) -> None:
-        """Insert the commit's steps through the inlet, whose views also write ``run_ids``' rows."""
-        client.command(f"TRUNCATE TABLE {STAGING_TABLE}")  # a failed commit may have left rows
-        client.command(_LIST_NEW_RUNS_SQL, parameters={"$runs$": run_ids_parameter(sorted(run_ids)), "version": version})
-        client.raw_insert(STEPS_INLET, INSERT_COLUMNS, insert_block=b"".join(blocks), fmt="Native",
-                          settings=_STAGED_INSERT_SETTINGS)  # the views write steps and the listed runs' rows
-        client.command(f"TRUNCATE TABLE {STAGING_TABLE}")
+            log.warning("could not drop %s at stop: %s", WRITER_MARKER, exc)
 
     def _unsettle(self, touched: set[tuple[str, str]]) -> None:
         self._unsettled |= touched
@@ -332,11 +322,9 @@ class BatchWriter:
         recomputed = [(p, r) for p, r in touched if r not in staged]
         version = self._next_version()
         try:
-            if staged:
-                self._insert_staged(client, blocks, staged, version)
-            elif blocks:
+            if blocks:  # with the sole writer's view, also the rows of every run in the commit
                 client.raw_insert("steps", INSERT_COLUMNS, insert_block=b"".join(blocks), fmt="Native",
-                                  settings=INSERT_SETTINGS)
+                                  settings=_SOLE_WRITER_INSERT_SETTINGS if self.sole_writer else INSERT_SETTINGS)
             if recomputed:
                 runs = _runs_parameters(recomputed) if staged else touched_parameters
                 client.command(RECOMPUTE_RUNS_SQL, parameters={**runs, "since": since, "version": version})

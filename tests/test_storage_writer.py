@@ -316,7 +316,6 @@ def test_rows_of_new_runs_computed_from_the_commit_equal_a_recompute_from_steps(
     assert _runs_table(store) == staged and len(staged) == len(touched)
     assert {k: v["step_count"] for k, v in staged.items()} == dict(collections.Counter(
         (s["project_id"], s["run_id"]) for s in steps))
-    assert store.query("SELECT count() FROM writer_staging").result_rows == [(0,)]  # nothing held between commits
 
 
 def test_the_sole_writer_reads_no_steps_for_new_runs_and_recomputes_known_ones(store):
@@ -324,8 +323,7 @@ def test_the_sole_writer_reads_no_steps_for_new_runs_and_recomputes_known_ones(s
     writer = BatchWriter(lambda: _Recording(store.client(), sql), linger=0, sole_writer=True).start()
     try:
         writer.write(batch_of(STEPS[:3]), timeout=30)
-        assert any(q.startswith("INSERT INTO writer_staging") for q in sql)  # the new runs, listed
-        assert RECOMPUTE_RUNS_SQL not in sql and run_row(store)["step_count"] == 3
+        assert RECOMPUTE_RUNS_SQL not in sql and STORED_KEYS_SQL not in sql and run_row(store)["step_count"] == 3
         other = [step("1", run_id="cd" * 16)]  # one new run, one known run, in one commit
         writer.write(batch_of(STEPS[3:] + other), timeout=30)
         assert RECOMPUTE_RUNS_SQL in sql
@@ -334,15 +332,29 @@ def test_the_sole_writer_reads_no_steps_for_new_runs_and_recomputes_known_ones(s
     assert run_row(store)["step_count"] == 5 and get_run(store, "cd" * 16)["step_count"] == 1
 
 
+def test_a_commits_partial_row_of_a_known_run_never_wins(store):
+    # The view writes a row of every run in a commit; for a known run it holds this commit's
+    # steps alone, and must lose to the stored row even when the recompute is refused.
+    store.writer.write(batch_of(STEPS[:3]), timeout=30)  # a new run: its row from the view
+    _write_fails_while(store, "ALTER TABLE runs ADD CONSTRAINT refuse_big CHECK step_count <= 3",
+                       "ALTER TABLE runs DROP CONSTRAINT refuse_big", batch_of(STEPS[3:]))
+    assert store.query("SELECT count() FROM runs WHERE step_count = 2").result_rows == [(1,)]  # the partial row
+    assert run_row(store)["step_count"] == 3
+    store.writer.write(batch_of(STEPS[3:]), timeout=30)  # the client's retry
+    assert run_row(store)["step_count"] == 5
+
+
 @pytest.mark.parametrize("settle, expected_steps", [(600, 5), (0, 2)])
 def test_after_an_unclean_stop_every_run_is_recomputed_for_a_while(store, settle, expected_steps):
-    # The last process died between a commit's steps and its run rows: its staging table is
+    # The last process died between a commit's steps and its run rows: its marker table is
     # still there (the store's own writer made it, and has not stopped), steps of RUN are
     # stored, and RUN has no row.
     store.writer.write(batch_of([step("9", run_id="cd" * 16)]), timeout=30)
     store.command("INSERT INTO steps (project_id, run_id, step_id, parent_step_id, name, start_time, ingested_at) "
                   "SELECT 'p', {run:String}, arrayJoin(['1', '2', '3']) AS s, if(s = '1', '', '1'), 'lost', "
                   "now64(9), now64(3)", parameters={"run": RUN})
+    store.command("DELETE FROM runs WHERE run_id = {run:String}", parameters={"run": RUN})  # the view's row
+    assert store.query("SELECT count() FROM runs WHERE run_id = {run:String}", {"run": RUN}).result_rows == [(0,)]
     writer = BatchWriter(lambda: store.client(), linger=0, sole_writer=True, settle=settle).start()
     try:
         # A client retries part of the lost commit, with a step the lost commit did not hold.
@@ -354,12 +366,12 @@ def test_after_an_unclean_stop_every_run_is_recomputed_for_a_while(store, settle
     assert get_run(store, RUN)["step_count"] == expected_steps  # 2: a row from the retry alone
 
 
-def test_a_clean_stop_drops_the_staging_table_and_the_next_writer_stages_at_once(store):
+def test_a_clean_stop_drops_the_marker_and_the_next_writer_stages_at_once(store):
     store.writer.write(batch_of(STEPS[:1]), timeout=30)
-    staging = "SELECT count() FROM system.tables WHERE database = currentDatabase() AND name = 'writer_staging'"
-    assert store.query(staging).result_rows == [(1,)]
+    marker = "SELECT count() FROM system.tables WHERE database = currentDatabase() AND name = 'writer_staging'"
+    assert store.query(marker).result_rows == [(1,)]
     store.writer.close()
-    assert store.query(staging).result_rows == [(0,)]
+    assert store.query(marker).result_rows == [(0,)]
     writer = BatchWriter(lambda: store.client(), linger=0, sole_writer=True).start()
     try:
         writer.write(batch_of(STEPS[1:2]), timeout=30)
