@@ -68,10 +68,13 @@ class BatchWriter:
 
     ``max_pending_spans`` bounds memory; ``max_group_spans`` bounds one insert; ``linger``
     is how long the thread waits for more work to join a group once it has some.  A commit
-    costs 0.1–0.25 s of CPU whatever its size (planning the run recompute, creating parts),
-    so under load — work was already waiting when the last commit ended — the thread waits up
-    to ``busy_linger`` for ``min_group_spans`` to gather: fewer, larger commits spend less CPU
-    per span (``bench/commit_bench.py`` measures the cost by group size).
+    costs ~50 ms of CPU whatever its size (planning the run rows' aggregate, the known-runs
+    query, creating parts), plus 4–7 µs per span, so under load — work was already waiting
+    when the last commit ended — the thread waits up to ``busy_linger`` for
+    ``min_group_spans`` to gather: fewer, larger commits spend less CPU per span
+    (``bench/commit_bench.py`` measures the cost by group size), and larger parts take fewer
+    merges.  Too large a group leaves the mapping workers idle while every client waits on
+    one commit; 12,288 spans suited 32 and 64 clients of 512-span requests.
 
     The duplicate check and the run recompute read only steps ingested since the touched
     runs were first seen, less ``ingest_margin``: run ids are random, so a read by key alone
@@ -98,7 +101,7 @@ class BatchWriter:
 
     def __init__(self, client_factory, *, max_pending_spans: int = 200_000,
                  max_group_spans: int = 50_000, linger: float = 0.005,
-                 busy_linger: float = 0.05, min_group_spans: int = 8192,
+                 busy_linger: float = 0.1, min_group_spans: int = 12288,
                  ingest_margin: float = 3600.0, sole_writer: bool = False, settle: float = 600.0):
         self._client_factory = client_factory
         self._client = None
