@@ -366,6 +366,25 @@ def test_after_an_unclean_stop_every_run_is_recomputed_for_a_while(store, settle
     assert get_run(store, RUN)["step_count"] == expected_steps  # 2: a row from the retry alone
 
 
+def test_a_store_left_by_the_earlier_staging_layout_is_upgraded_and_treated_as_unclean(store):
+    # Earlier versions inserted through a Null table whose view copied rows into steps; left
+    # behind by a crash, that view would store every later commit twice.
+    store.writer.close()
+    store.command("CREATE TABLE writer_staging (run_id String, version UInt64) ENGINE = Memory")
+    store.command("CREATE TABLE writer_steps_in AS steps ENGINE = Null")
+    store.command("CREATE MATERIALIZED VIEW writer_steps_view TO steps AS SELECT * FROM writer_steps_in")
+    writer = BatchWriter(lambda: store.client(), linger=0, sole_writer=True).start()
+    try:
+        writer.write(batch_of(STEPS), timeout=30)
+        assert writer.settling  # the old marker: the last process died
+    finally:
+        writer.close()
+    names = store.query("SELECT name FROM system.tables WHERE database = currentDatabase() "
+                        "AND name LIKE 'writer%'").result_rows
+    assert names == [] and run_row(store)["step_count"] == 5
+    assert store.query("SELECT count() FROM steps").result_rows == [(5,)]
+
+
 def test_a_clean_stop_drops_the_marker_and_the_next_writer_stages_at_once(store):
     store.writer.write(batch_of(STEPS[:1]), timeout=30)
     marker = "SELECT count() FROM system.tables WHERE database = currentDatabase() AND name = 'writer_staging'"
