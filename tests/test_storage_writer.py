@@ -550,3 +550,10 @@ def test_a_new_run_split_over_two_batches_of_one_commit_gets_one_whole_row(store
         writer.close()
     assert run_row(store)["step_count"] == len(STEPS)
     assert store.query("SELECT count() FROM runs WHERE run_id = {r:String}", {"r": RUN}).result_rows == [(1,)]
+
+
+def test_steps_merge_about_twenty_parts_at_a_time(store):
+    """Migration 5: ClickHouse's default (5) rewrote each span about twice as often while ingesting."""
+    ddl = store.query("SELECT create_table_query FROM system.tables "
+                      "WHERE database = currentDatabase() AND name = 'steps'").result_rows[0][0]
+    assert "merge_selector_base = 20" in ddl

@@ -1,0 +1,1 @@
+ALTER TABLE agenttrail.steps MODIFY SETTING merge_selector_base = 20
