@@ -72,22 +72,17 @@ def _encode(result: MappingResult) -> MappedRequest:
 
 
 # Mapping allocates a few dozen containers per span, all freed by reference counting; yet
-# while a large request's rows are alive, each of the cyclic collector's passes walks them all
-# again.  For bodies this large the collector waits until the request is mapped (8,192-span
-# requests: 22.8 -> 20.8 µs per span, /tmp measurement); for small ones pausing cost ~0.5 µs.
-_PAUSE_COLLECTOR_BYTES = 1 << 20
-
-
+# while a request's rows are alive, each of the cyclic collector's passes walks them all
+# again.  So the collector waits until the request is mapped: 8,192-span requests went from
+# 22.8 to 20.8 µs per span, 512-span ones from 19.3–19.5 to 19.0–19.1 (two workers mapping the
+# benchmark's requests, worker CPU from /proc; /tmp measurements, alternated).
 def _map_in_worker(body: bytes, encoding: str, project: str | None,
                    allows: Callable[[str], bool]) -> MappedRequest:
-    pause = len(body) >= _PAUSE_COLLECTOR_BYTES
-    if pause:
-        gc.disable()  # a worker maps one request at a time: nothing else runs meanwhile
+    gc.disable()  # a worker maps one request at a time: nothing else runs meanwhile
     try:
         return _encode(_map(body, encoding, project, allows, _worker_options))
     finally:
-        if pause:
-            gc.enable()
+        gc.enable()
 
 
 class MappingPool:

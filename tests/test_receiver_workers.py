@@ -85,7 +85,7 @@ def test_foreign_projects_refused_and_partial_resends_deduplicated(make_server, 
     assert httpx.get(f"{server.api_url}/v1/runs/{a}", headers=headers).json()["step_count"] == 2
 
 
-def test_a_large_request_is_mapped_with_the_collector_paused_and_resumed_after():
+def test_a_request_is_mapped_with_the_collector_paused_and_resumed_after():
     import gc
 
     from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
@@ -95,19 +95,22 @@ def test_a_large_request_is_mapped_with_the_collector_paused_and_resumed_after()
     from agenttrail.receiver.mapping import default_options
 
     spans = []
-    while len(spans) < 5000:
+    while len(spans) < 5000:  # enough new containers to start several collections, were it on
         spans += record_support_run()[0]
     body = encode_spans(spans).SerializeToString()
-    assert len(body) >= pool._PAUSE_COLLECTOR_BYTES  # the path under test
     pool._init_worker(default_options())
+    collections = []
+    gc.callbacks.append(lambda phase, info: collections.append(phase))
     try:
         mapped = pool._map_in_worker(body, "protobuf", None, lambda project: True)
+        assert collections == []
         assert len(mapped.steps) == len(spans) and mapped.rejected == 0
         assert gc.isenabled()
         with pytest.raises(MalformedPayload):
-            pool._map_in_worker(b"\xff" * pool._PAUSE_COLLECTOR_BYTES, "protobuf", None, lambda project: True)
+            pool._map_in_worker(b"\xff" * 4096, "protobuf", None, lambda project: True)
         assert gc.isenabled()  # resumed when the mapping fails too
     finally:
+        gc.callbacks.pop()
         gc.unfreeze()  # _init_worker froze this test process's heap
 
 
