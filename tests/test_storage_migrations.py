@@ -11,7 +11,10 @@ from agenttrail.storage.schema import SchemaOptions, Tuning, migrate
 
 
 def _with_migration(monkeypatch, statement: str) -> None:
-    extra = (len(schema.MIGRATIONS) + 1, "test: one more setting", lambda o: [type(statement)(statement.format(db=o.database))])
+    def build(o: SchemaOptions) -> list[str]:
+        return [type(statement)(statement.format(db=o.database))]  # a Tuning stays a Tuning
+
+    extra = (len(schema.MIGRATIONS) + 1, "test: one more setting", build)
     monkeypatch.setattr(schema, "MIGRATIONS", [*schema.MIGRATIONS, extra])
 
 
