@@ -17,6 +17,7 @@ from collections import deque
 from concurrent.futures import Future
 
 from .errors import Overloaded, StorageUnavailable
+from .known_runs import KnownRuns
 from .model import StepBatch, WriteResult
 from .native import INSERT_COLUMNS, EncodedSteps, encode_steps
 from .runs_sql import COMMIT_INSERT_SETTINGS, COMMIT_VIEW_DDL, COMMIT_VIEW_DROP, RECOMPUTE_RUNS_SQL, WRITER_MARKER
@@ -29,6 +30,13 @@ STORED_KEYS_SQL = (
     "AND ingested_at >= fromUnixTimestamp64Milli({since:Int64})"
 )
 """The identities already stored for the runs of a commit (``since``: see :class:`BatchWriter`)."""
+
+KNOWN_RUNS_SQL = (
+    "SELECT project_id, run_id, toUnixTimestamp64Milli(min(first_seen_at)) FROM runs "
+    "WHERE project_id IN {projects:Array(String)} AND run_id IN splitByChar(',', $runs$) "
+    "GROUP BY project_id, run_id"
+)
+"""Which runs of a commit have a run row, with their earliest ``first_seen_at``."""
 
 # A commit's run ids (~1,000 under load) are bound three times.  As Array(String) values
 # clickhouse-connect escapes them character by character in Python: ~3.4 ms a binding, half
@@ -90,7 +98,10 @@ class BatchWriter:
     check's cost grows with the runs it is given, with the whole table read on a large store.
 
     With ``sole_writer`` (the embedded store: chDB binds its directory to one process) the
-    rows of new runs are computed from the commit itself: a materialized view on ``steps``
+    writer knows which runs have a run row without asking, for stores of up to
+    ``max_known_runs`` run rows: a :class:`~.known_runs.KnownRuns` filter, loaded at the first
+    commit, names the runs that may, and only those are looked up.  And the rows of new runs
+    are computed from the commit itself: a materialized view on ``steps``
     aggregates each commit's runs as it is inserted, into rows that lose to any recomputed one
     (:data:`~.runs_sql.COMMIT_VIEW_DDL`), and only runs that can have stored steps are
     recomputed from ``steps``.  After a start that finds the marker left by a writer that did
@@ -102,7 +113,8 @@ class BatchWriter:
     def __init__(self, client_factory, *, max_pending_spans: int = 200_000,
                  max_group_spans: int = 50_000, linger: float = 0.005,
                  busy_linger: float = 0.1, min_group_spans: int = 12288,
-                 ingest_margin: float = 3600.0, sole_writer: bool = False, settle: float = 600.0):
+                 ingest_margin: float = 3600.0, sole_writer: bool = False, settle: float = 600.0,
+                 max_known_runs: int = 10_000_000):
         self._client_factory = client_factory
         self._client = None
         self.max_pending_spans = max_pending_spans
@@ -122,6 +134,9 @@ class BatchWriter:
         self._unsettled: set[tuple[str, str]] = set()
         self._check_every_run = False
         self.sole_writer = sole_writer
+        self.max_known_runs = max_known_runs
+        self._known_filter: KnownRuns | None = None
+        self._known_filter_loaded = False
         self.settle = settle
         self._stage_from: float | None = None  # monotonic time from which new runs are staged
         self._thread = threading.Thread(target=self._run, name="agenttrail-writer", daemon=True)
@@ -246,19 +261,25 @@ class BatchWriter:
         self._last_version = max(time.time_ns(), self._last_version + 1)
         return self._last_version
 
-    @staticmethod
-    def _known_runs(client, runs: dict) -> tuple[set[tuple[str, str]], int | None]:
-        """Which of these runs have a run row, and their earliest ``first_seen_at`` (ms; None: none).
+    def _known_runs(self, client, touched: set[tuple[str, str]],
+                    parameters: dict) -> tuple[set[tuple[str, str]], int | None]:
+        """Which of the ``touched`` runs have a run row, and their earliest ``first_seen_at``
+        (ms; None: none).
 
         ``first_seen_at`` is the earliest ingest of a run's steps at its last recompute; the
         minimum over every stored version of the row is never later than the newest one's.
+        The sole writer asks only about the runs its filter says may be stored.
         """
-        rows = client.query(
-            "SELECT project_id, run_id, toUnixTimestamp64Milli(min(first_seen_at)) FROM runs "
-            "WHERE project_id IN {projects:Array(String)} AND run_id IN splitByChar(',', $runs$) "
-            "GROUP BY project_id, run_id",
-            parameters=runs,
-        ).result_rows
+        if self.sole_writer:
+            if not self._known_filter_loaded:
+                self._known_filter = KnownRuns.load(client, self.max_known_runs)
+                self._known_filter_loaded = True
+            if self._known_filter is not None:
+                candidates = self._known_filter.maybe_stored(touched)
+                if not candidates:
+                    return set(), None
+                parameters = _runs_parameters(candidates)
+        rows = client.query(KNOWN_RUNS_SQL, parameters=parameters).result_rows
         return {(project, run) for project, run, _ in rows}, min((row[2] for row in rows), default=None)
 
     @staticmethod
@@ -308,7 +329,7 @@ class BatchWriter:
         touched_parameters = _runs_parameters(touched)
         ingested = time.time_ns() // 1_000_000
         stamped = [b.ingested_ms for b in batches if isinstance(b, EncodedSteps)]
-        known, first_seen = self._known_runs(client, touched_parameters)
+        known, first_seen = self._known_runs(client, touched, touched_parameters)
         since = min(ingested if first_seen is None else first_seen, *stamped, ingested) - self.ingest_margin_ms
         maybe_stored = touched if self._check_every_run else touched & (known | self._unsettled)
         stored = self._stored_keys(client, maybe_stored, since)
@@ -324,6 +345,8 @@ class BatchWriter:
                   if blocks and self._may_stage(client) else set())
         recomputed = [(p, r) for p, r in touched if r not in staged]
         version = self._next_version()
+        if self._known_filter is not None:  # from here on these runs may have rows
+            self._known_filter.add(touched)
         try:
             if blocks:  # with the sole writer's view, also the rows of every run in the commit
                 client.raw_insert("steps", INSERT_COLUMNS, insert_block=b"".join(blocks), fmt="Native",
