@@ -4,7 +4,8 @@ Serialising ~50 columns (maps, nested events and links) costs ~9 µs of Python p
 moving Python objects between processes costs as much again to pickle and unpickle.  So the
 mapping workers encode their steps into a Native block (:func:`encode_steps`) and send back
 bytes plus the span identities; the writer, in the process that owns the ClickHouse
-connection, only checks identities for duplicates and concatenates blocks into one insert.
+connection, only checks identities for duplicates and joins the blocks into one
+(:mod:`.native_merge`) for its insert.
 
 The encoding itself is clickhouse-connect's (its column types write the columns); this
 module fixes the column list and reads the types from the steps DDL, so a block is insertable into ``steps`` by
@@ -13,7 +14,7 @@ either store, embedded or server.
 
 from __future__ import annotations
 
-from typing import Callable
+from typing import Callable, NamedTuple
 
 from clickhouse_connect.datatypes.registry import get_from_name
 from clickhouse_connect.driver.common import write_leb128
@@ -58,14 +59,32 @@ INSERT_COLUMNS: tuple[str, ...] = (*STEP_COLUMN_NAMES, "ingested_at")
 _TYPES = [get_from_name(STEP_INSERT_TYPES[name]) for name in INSERT_COLUMNS]
 
 
+INSERT_COLUMN_TYPES: tuple[tuple[str, str], ...] = tuple((name, STEP_INSERT_TYPES[name]) for name in INSERT_COLUMNS)
+
+
+class NativeBlock(NamedTuple):
+    """One Native block of :data:`INSERT_COLUMNS`: its bytes, where each column's data lies in
+    them ((start, end) per column; None if not known), and its row count."""
+
+    data: bytes
+    column_spans: tuple[tuple[int, int], ...] | None
+    rows: int
+
+
 def encode_steps(batch: StepBatch, ingested_ms: int) -> bytes:
     """``batch`` as one Native block of :data:`INSERT_COLUMNS`, stamped ``ingested_ms``."""
+    return encode_block(batch, ingested_ms).data
+
+
+def encode_block(batch: StepBatch, ingested_ms: int) -> NativeBlock:
+    """:func:`encode_steps`, also noting where each column's data lies (for
+    :func:`~.native_merge.merge_blocks`)."""
     rows = len(batch)
     data = [batch.columns[name] for name in STEP_COLUMN_NAMES]
     data.append([ingested_ms] * rows)
     # block_size = rows: one block, and no sampling of the data to size blocks.
     context = InsertContext("steps", INSERT_COLUMNS, _TYPES, data, column_oriented=True, block_size=max(rows, 1))
-    output = bytearray()
+    output, spans = bytearray(), []
     for block in context.next_block():
         write_leb128(block.column_count, output)
         write_leb128(block.row_count, output)
@@ -77,8 +96,10 @@ def encode_steps(batch: StepBatch, ingested_ms: int) -> bytes:
             write_leb128(len(encoded), output)
             output += encoded
             context.start_column(name)
+            start = len(output)
             column_type.write_column(values, output, context)
-    return bytes(output)
+            spans.append((start, len(output)))
+    return NativeBlock(bytes(output), tuple(spans), rows)
 
 
 class EncodedSteps:
@@ -88,11 +109,13 @@ class EncodedSteps:
     some (not all) of these spans are already stored, since a block cannot drop rows.
     """
 
-    __slots__ = ("native", "ingested_ms", "project_ids", "run_ids", "step_ids", "rebuild")
+    __slots__ = ("native", "ingested_ms", "project_ids", "run_ids", "step_ids", "rebuild", "column_spans")
 
     def __init__(self, native: bytes, ingested_ms: int, project_ids: list[str], run_ids: list[str],
-                 step_ids: list[str], rebuild: Callable[[], StepBatch] | None = None):
+                 step_ids: list[str], rebuild: Callable[[], StepBatch] | None = None,
+                 column_spans: tuple[tuple[int, int], ...] | None = None):
         self.native = native
+        self.column_spans = column_spans
         self.ingested_ms = ingested_ms
         self.project_ids = project_ids
         self.run_ids = run_ids
@@ -103,15 +126,22 @@ class EncodedSteps:
     def of(cls, batch: StepBatch, ingested_ms: int) -> "EncodedSteps":
         """Encode ``batch`` stamped ``ingested_ms``; its rebuild is the batch itself."""
         c = batch.columns
-        return cls(encode_steps(batch, ingested_ms), ingested_ms, list(c["project_id"]), list(c["run_id"]),
-                   list(c["step_id"]), rebuild=lambda: batch)
+        block = encode_block(batch, ingested_ms)
+        return cls(block.data, ingested_ms, list(c["project_id"]), list(c["run_id"]),
+                   list(c["step_id"]), rebuild=lambda: batch, column_spans=block.column_spans)
+
+    @property
+    def block(self) -> NativeBlock:
+        """The steps as a :class:`NativeBlock`."""
+        return NativeBlock(self.native, self.column_spans, len(self))
 
     def __len__(self) -> int:
         return len(self.step_ids)
 
     def __reduce__(self):
         # Crosses process boundaries without its rebuild (a closure); the receiver sets it.
-        return EncodedSteps, (self.native, self.ingested_ms, self.project_ids, self.run_ids, self.step_ids)
+        return EncodedSteps, (self.native, self.ingested_ms, self.project_ids, self.run_ids, self.step_ids,
+                              None, self.column_spans)
 
     def keys(self) -> list[tuple[str, str, str]]:
         """(project_id, run_id, step_id) of every step."""
@@ -122,4 +152,5 @@ class EncodedSteps:
         return set(zip(self.project_ids, self.run_ids))
 
 
-__all__ = ["INSERT_COLUMNS", "STEP_INSERT_TYPES", "EncodedSteps", "encode_steps"]
+__all__ = ["INSERT_COLUMNS", "INSERT_COLUMN_TYPES", "STEP_INSERT_TYPES", "EncodedSteps", "NativeBlock",
+           "encode_block", "encode_steps"]

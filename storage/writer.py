@@ -19,7 +19,8 @@ from concurrent.futures import Future
 from .errors import Overloaded, StorageUnavailable
 from .known_runs import KnownRuns
 from .model import StepBatch, WriteResult
-from .native import INSERT_COLUMNS, EncodedSteps, encode_steps
+from .native import INSERT_COLUMN_TYPES, INSERT_COLUMNS, EncodedSteps, NativeBlock, encode_block
+from .native_merge import merge_blocks
 from .runs_sql import COMMIT_INSERT_SETTINGS, COMMIT_VIEW_DDL, COMMIT_VIEW_DROP, RECOMPUTE_RUNS_SQL, WRITER_MARKER
 
 Steps = StepBatch | EncodedSteps
@@ -349,7 +350,7 @@ class BatchWriter:
             self._known_filter.add(touched)
         try:
             if blocks:  # with the sole writer's view, also the rows of every run in the commit
-                client.raw_insert("steps", INSERT_COLUMNS, insert_block=b"".join(blocks), fmt="Native",
+                client.raw_insert("steps", INSERT_COLUMNS, insert_block=_one_block(blocks), fmt="Native",
                                   settings=_SOLE_WRITER_INSERT_SETTINGS if self.sole_writer else INSERT_SETTINGS)
             if recomputed:
                 runs = _runs_parameters(recomputed) if staged else touched_parameters
@@ -366,11 +367,21 @@ class BatchWriter:
         return results
 
 
-def _native(batch: Steps, ingested_ms: int) -> bytes:
-    return batch.native if isinstance(batch, EncodedSteps) else encode_steps(batch, ingested_ms)
+def _native(batch: Steps, ingested_ms: int) -> NativeBlock:
+    return batch.block if isinstance(batch, EncodedSteps) else encode_block(batch, ingested_ms)
 
 
-def _drop_stored(batches: list[Steps], stored: set, ingested_ms: int) -> tuple[list[bytes], list[WriteResult]]:
+def _one_block(blocks: list[NativeBlock]) -> bytes:
+    """The commit's blocks as one (ClickHouse reads each block at a fixed cost: native_merge.py)."""
+    if len(blocks) > 1 and all(block.column_spans is not None for block in blocks):
+        try:
+            return merge_blocks(blocks, INSERT_COLUMN_TYPES)
+        except (ValueError, IndexError, KeyError) as exc:  # never expected; the blocks still insert as they are
+            log.warning("could not merge %d Native blocks, inserting them one by one: %s", len(blocks), exc)
+    return b"".join(block.data for block in blocks)
+
+
+def _drop_stored(batches: list[Steps], stored: set, ingested_ms: int) -> tuple[list[NativeBlock], list[WriteResult]]:
     """The Native blocks of the spans not in ``stored`` (each span once), and each batch's result."""
     blocks, results = [], []
     for batch in batches:
@@ -383,7 +394,7 @@ def _drop_stored(batches: list[Steps], stored: set, ingested_ms: int) -> tuple[l
         if len(fresh) == len(batch):
             blocks.append(_native(batch, ingested_ms))
         elif fresh:
-            blocks.append(encode_steps(_only(batch, fresh), ingested_ms))
+            blocks.append(encode_block(_only(batch, fresh), ingested_ms))
     return blocks, results
 
 
