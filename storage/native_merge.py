@@ -35,9 +35,7 @@ class _Reader:
         self.data, self.at = data, 0
 
     def u64(self) -> int:
-        value = int.from_bytes(self.data[self.at:self.at + 8], "little")
-        self.at += 8
-        return value
+        return int.from_bytes(self.take(8), "little")
 
     def take(self, size: int) -> memoryview:
         part = self.data[self.at:self.at + size]
@@ -122,7 +120,7 @@ def _low_cardinality(readers: list[_Reader], counts: list[int]) -> list:
         out += _leb128(len(key))
         out += key
     out += sum(counts).to_bytes(8, "little")
-    if width == 0:  # under 256 values in all (the usual case): every index is one byte
+    if width == 0 and not any(w for _, w, _ in blocks):  # under 256 values (usual): one byte each
         return [out, *(bytes(index).translate(bytes(ids).ljust(256, b"\0")) for index, _, ids in blocks)]
     return [out, *(np.array(ids, dtype=np.uint64)[np.frombuffer(index, dtype=_INDEX_TYPES[w])].astype(_INDEX_TYPES[width])
                    for index, w, ids in blocks)]
