@@ -31,6 +31,14 @@ KEYS_SQL = "SELECT reinterpretAsUInt64(substring(MD5(concat(project_id, '\\0', r
 COUNT_SQL = "SELECT count() FROM runs"
 
 
+def _sorted_unique(keys: np.ndarray) -> np.ndarray:
+    # Not np.unique / np.union1d: with numpy 2.4 they took 5.8 s for 4M keys here, a sort 0.09 s.
+    keys = np.sort(keys)
+    if len(keys) > 1:
+        keys = keys[np.concatenate(([True], keys[1:] != keys[:-1]))]
+    return keys
+
+
 def run_key(project_id: str, run_id: str) -> int:
     """The key of one run: the same number :data:`KEYS_SQL` computes in ClickHouse."""
     digest = hashlib.md5(f"{project_id}\0{run_id}".encode()).digest()
@@ -45,7 +53,7 @@ class KnownRuns:
     """
 
     def __init__(self, stored: np.ndarray | None = None):
-        self._stored = np.unique(stored) if stored is not None else np.empty(0, dtype=np.uint64)
+        self._stored = _sorted_unique(stored) if stored is not None else np.empty(0, dtype=np.uint64)
         self._added: set[int] = set()
 
     @classmethod
@@ -69,7 +77,7 @@ class KnownRuns:
         # costs ~70 bytes, and the fold's sort is paid once per eighth of the array's size.
         if len(self._added) > max(100_000, len(self._stored) // 8):
             added = np.fromiter(self._added, dtype=np.uint64, count=len(self._added))
-            self._stored = np.union1d(self._stored, added)
+            self._stored = _sorted_unique(np.concatenate([self._stored, added]))
             self._added = set()
 
     def maybe_stored(self, runs) -> set[tuple[str, str]]:
