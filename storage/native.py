@@ -56,10 +56,8 @@ def _insert_types(columns_ddl: str) -> dict[str, str]:
 # ``DESCRIBE TABLE steps``).
 STEP_INSERT_TYPES: dict[str, str] = _insert_types(STEP_COLUMNS_DDL)
 INSERT_COLUMNS: tuple[str, ...] = (*STEP_COLUMN_NAMES, "ingested_at")
-_TYPES = [get_from_name(STEP_INSERT_TYPES[name]) for name in INSERT_COLUMNS]
-
-
 INSERT_COLUMN_TYPES: tuple[tuple[str, str], ...] = tuple((name, STEP_INSERT_TYPES[name]) for name in INSERT_COLUMNS)
+_TYPES = [get_from_name(type_) for _, type_ in INSERT_COLUMN_TYPES]
 
 
 class NativeBlock(NamedTuple):

@@ -126,7 +126,7 @@ def _low_cardinality(readers: list[_Reader], counts: list[int]) -> list:
                    for index, w, ids in blocks)]
 
 
-def _fixed(readers, rows):
+def _concatenated(readers, rows):
     return [reader.rest() for reader in readers]
 
 
@@ -134,7 +134,7 @@ def _fixed_size(size: int):
     def merge(readers, rows):
         if any(len(reader.data) != count * size for reader, count in zip(readers, rows)):
             raise ValueError(f"a column of {size}-byte values does not hold one per row")
-        return _fixed(readers, rows)
+        return _concatenated(readers, rows)
     return merge
 
 
@@ -150,7 +150,7 @@ def _lc(readers, rows):
     return [_LC_VERSION, *_low_cardinality(readers, rows)]
 
 
-def _array_of_fixed(readers, rows):
+def _array(readers, rows):
     offsets, _ = _offsets(readers, rows)
     return offsets + [reader.rest() for reader in readers]
 
@@ -182,11 +182,11 @@ def _map_string_string(readers, rows):
 
 
 MERGERS = {
-    "String": _fixed, "UInt8": _fixed_size(1), "UInt64": _fixed_size(8),
+    "String": _concatenated, "UInt8": _fixed_size(1), "UInt64": _fixed_size(8),
     "DateTime64(3, 'UTC')": _fixed_size(8), "DateTime64(9, 'UTC')": _fixed_size(8),
     "Nullable(Float64)": _nullable,
     "LowCardinality(String)": _lc,
-    "Array(String)": _array_of_fixed, "Array(DateTime64(9, 'UTC'))": _array_of_fixed,
+    "Array(String)": _array, "Array(DateTime64(9, 'UTC'))": _array,
     "Array(LowCardinality(String))": _array_of_lc,
     "Map(LowCardinality(String), String)": _map_lc_string,
     "Array(Map(LowCardinality(String), String))": lambda readers, rows: _map_lc_string(readers, rows, depth=2),

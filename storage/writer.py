@@ -17,7 +17,7 @@ from collections import deque
 from concurrent.futures import Future
 
 from .errors import Overloaded, StorageUnavailable
-from .known_runs import KnownRuns
+from .known_runs import KnownRuns, run_keys
 from .model import StepBatch, WriteResult
 from .native import INSERT_COLUMN_TYPES, INSERT_COLUMNS, EncodedSteps, NativeBlock, encode_block
 from .native_merge import merge_blocks
@@ -262,24 +262,28 @@ class BatchWriter:
         self._last_version = max(time.time_ns(), self._last_version + 1)
         return self._last_version
 
-    def _known_runs(self, client, touched: set[tuple[str, str]],
+    def _filter_keys(self, client, touched: set[tuple[str, str]]) -> dict | None:
+        """The keys of the ``touched`` runs in the sole writer's filter (loaded on first use);
+        None when there is no filter."""
+        if self.sole_writer and not self._known_filter_loaded:
+            self._known_filter = KnownRuns.load(client, self.max_known_runs)
+            self._known_filter_loaded = True
+        return run_keys(touched) if self._known_filter is not None else None
+
+    def _known_runs(self, client, keyed: dict | None,
                     parameters: dict) -> tuple[set[tuple[str, str]], int | None]:
-        """Which of the ``touched`` runs have a run row, and their earliest ``first_seen_at``
+        """Which of the touched runs have a run row, and their earliest ``first_seen_at``
         (ms; None: none).
 
         ``first_seen_at`` is the earliest ingest of a run's steps at its last recompute; the
         minimum over every stored version of the row is never later than the newest one's.
-        The sole writer asks only about the runs its filter says may be stored.
+        With the sole writer's filter (``keyed``), only the runs it says may be stored are asked about.
         """
-        if self.sole_writer:
-            if not self._known_filter_loaded:
-                self._known_filter = KnownRuns.load(client, self.max_known_runs)
-                self._known_filter_loaded = True
-            if self._known_filter is not None:
-                candidates = self._known_filter.maybe_stored(touched)
-                if not candidates:
-                    return set(), None
-                parameters = _runs_parameters(candidates)
+        if keyed is not None:
+            candidates = self._known_filter.maybe_stored(keyed)
+            if not candidates:
+                return set(), None
+            parameters = _runs_parameters(candidates)
         rows = client.query(KNOWN_RUNS_SQL, parameters=parameters).result_rows
         return {(project, run) for project, run, _ in rows}, min((row[2] for row in rows), default=None)
 
@@ -330,7 +334,8 @@ class BatchWriter:
         touched_parameters = _runs_parameters(touched)
         ingested = time.time_ns() // 1_000_000
         stamped = [b.ingested_ms for b in batches if isinstance(b, EncodedSteps)]
-        known, first_seen = self._known_runs(client, touched, touched_parameters)
+        keyed = self._filter_keys(client, touched)
+        known, first_seen = self._known_runs(client, keyed, touched_parameters)
         since = min(ingested if first_seen is None else first_seen, *stamped, ingested) - self.ingest_margin_ms
         maybe_stored = touched if self._check_every_run else touched & (known | self._unsettled)
         stored = self._stored_keys(client, maybe_stored, since)
@@ -346,8 +351,8 @@ class BatchWriter:
                   if blocks and self._may_stage(client) else set())
         recomputed = [(p, r) for p, r in touched if r not in staged]
         version = self._next_version()
-        if self._known_filter is not None:  # from here on these runs may have rows
-            self._known_filter.add(touched)
+        if keyed is not None:  # from here on these runs may have rows
+            self._known_filter.add(keyed.values())
         try:
             if blocks:  # with the sole writer's view, also the rows of every run in the commit
                 client.raw_insert("steps", INSERT_COLUMNS, insert_block=_one_block(blocks), fmt="Native",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from agenttrail.storage.known_runs import KnownRuns, run_key
+from agenttrail.storage.known_runs import KnownRuns, run_key, run_keys
 from agenttrail.storage.writer import KNOWN_RUNS_SQL, BatchWriter
 
 from test_storage_writer import STEPS, _Recording, batch_of, run_row, step
@@ -25,20 +25,20 @@ def test_a_loaded_filter_names_every_stored_run_and_no_other(store):
     assert store.query("SELECT count() FROM runs").result_rows[0][0] > len(runs)  # a row per version
     known = KnownRuns.load(store.client())
     unknown = {("p", f"{i:032x}") for i in range(40, 60)} | {("r", f"{1:032x}")}
-    assert known.maybe_stored(runs | unknown) == runs
-    assert len(known) == len(runs) and known.maybe_stored([]) == set()  # each key once
+    assert known.maybe_stored(run_keys(runs | unknown)) == runs
+    assert len(known) == len(runs) and known.maybe_stored({}) == set()  # each key once
 
 
 def test_added_runs_are_found_before_and_after_they_are_folded_into_the_sorted_keys():
     known = KnownRuns()
     first = [("p", f"{i:032x}") for i in range(1000)]
-    known.add(first)
-    assert known.maybe_stored(first[:10] + [("p", "f" * 32)]) == set(first[:10])
+    known.add(run_keys(first).values())
+    assert known.maybe_stored(run_keys(first[:10] + [("p", "f" * 32)])) == set(first[:10])
     many = [("p", f"{i:032x}") for i in range(1000, 102_000)]  # past the fold threshold
-    known.add(many)
+    known.add(run_keys(many).values())
     assert not known._added and len(known._stored) == 102_000  # folded, each key once
     sample = first[::97] + many[::997]
-    assert known.maybe_stored(sample + [("p", "e" * 32), ("q", f"{5:032x}")]) == set(sample)
+    assert known.maybe_stored(run_keys(sample + [("p", "e" * 32), ("q", f"{5:032x}")])) == set(sample)
 
 
 def test_a_store_with_more_run_rows_than_the_limit_gets_no_filter(store):
