@@ -6,18 +6,16 @@ core at most.  With ``workers > 0`` the request bytes go to worker processes tha
 map them, refuse the spans of projects the caller may not write to, and send back the steps
 as a ClickHouse Native block (:class:`~agenttrail.storage.EncodedSteps`): bytes, which cost
 nothing to unpickle, where per-row Python objects cost the writer's process ~7 µs per span.
-Workers are started with ``spawn`` so they never inherit the embedded ClickHouse engine, and
-a crashed pool is replaced, the requests it held answered "retry".
+Workers (:mod:`.workers`) are started with ``spawn`` so they never inherit the embedded
+ClickHouse engine, and a worker that dies is replaced, the request it held answered "retry".
 """
 
 from __future__ import annotations
 
 import asyncio
 import gc
-import multiprocessing
 import time
-from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
-from concurrent.futures.process import BrokenProcessPool
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -25,6 +23,7 @@ from agenttrail.proto import otlp
 from agenttrail.storage import EncodedSteps, StepBatch, StorageUnavailable
 
 from .mapping import MappingOptions, MappingResult, map_export_request
+from .workers import WorkerLost, WorkerProcesses
 
 
 @dataclass
@@ -51,10 +50,6 @@ def _init_worker(options: MappingOptions) -> None:
     # left in the collector's oldest generation, every full collection walks them again
     # while a request's rows are mapped.
     gc.freeze()
-
-
-def _started() -> bool:
-    return True
 
 
 def _map(request, encoding: str | None, project: str | None, allows: Callable[[str], bool],
@@ -93,20 +88,16 @@ class MappingPool:
             raise ValueError("workers must be 0 (map in-process) or a positive number of processes")
         self.options = options
         self.workers = workers
-        self._executor = self._new_executor()
+        # Processes start now: each takes ~1 s of CPU (a new interpreter, imports, the price
+        # table, the warm-up), which must not land in the first exports' latency.
+        self._processes = WorkerProcesses(workers, _map_in_worker, _init_worker, (options,)) if workers else None
+        # One thread: more threads would only take turns on the GIL.
+        self._thread = None if workers else ThreadPoolExecutor(max_workers=1, thread_name_prefix="agenttrail-map")
 
-    def _new_executor(self) -> Executor:
-        if not self.workers:
-            # One thread: more threads would only take turns on the GIL.
-            return ThreadPoolExecutor(max_workers=1, thread_name_prefix="agenttrail-map")
-        executor = ProcessPoolExecutor(max_workers=self.workers, mp_context=multiprocessing.get_context("spawn"),
-                                       initializer=_init_worker, initargs=(self.options,))
-        # The pool starts a worker only when a task finds none idle, and starting one (a new
-        # interpreter, imports, the price table, the warm-up) takes ~1 s of CPU: start them all
-        # now rather than in the first exports' latency.
-        for _ in range(self.workers):
-            executor.submit(_started)
-        return executor
+    async def start(self) -> None:
+        """Join the worker processes to the running event loop (else the first :meth:`map` does)."""
+        if self._processes is not None:
+            await self._processes.start()
 
     def _map_here(self, request, encoding: str | None, project: str | None,
                   allows: Callable[[str], bool]) -> MappedRequest:
@@ -123,22 +114,21 @@ class MappingPool:
 
         Spans of projects ``allows`` says no to are refused (the caller's ``Principal.allows``).
         """
-        loop = asyncio.get_running_loop()
-        if not self.workers:
-            return await loop.run_in_executor(self._executor, self._map_here, request, encoding, project, allows)
+        if self._processes is None:
+            loop = asyncio.get_running_loop()
+            return await loop.run_in_executor(self._thread, self._map_here, request, encoding, project, allows)
         if encoding is None:  # gRPC hands us a parsed message; bytes are what crosses processes
             request, encoding = request.SerializeToString(), "protobuf"
-        executor = self._executor
         try:
-            mapped = await asyncio.wrap_future(
-                executor.submit(_map_in_worker, request, encoding, project, allows))
-        except BrokenProcessPool:
-            if self._executor is executor:
-                self._executor = self._new_executor()
-            raise StorageUnavailable("a mapping worker died; retry the export", retry_after=1) from None
+            mapped = await self._processes.run(request, encoding, project, allows)
+        except WorkerLost as exc:
+            raise StorageUnavailable(f"{exc}; retry the export", retry_after=1) from None
         mapped.steps.rebuild = lambda: self._rebuild(request, encoding, project, allows)
         return mapped
 
     def close(self) -> None:
-        """Stop the workers (or the thread)."""
-        self._executor.shutdown(wait=True, cancel_futures=True)
+        """Stop the workers (or the thread); callable from any thread."""
+        if self._processes is not None:
+            self._processes.close()
+        else:
+            self._thread.shutdown(wait=True, cancel_futures=True)

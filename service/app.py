@@ -97,6 +97,7 @@ class Service:
             self.store = self._open_store()
         keyring = s.keyring()
         pool = MappingPool(self._mapping_options(), workers=s.resolved_ingest_workers)
+        await pool.start()
         ingestor = self.ingestor = TraceIngestor(self.store.writer, pool, s.write_timeout, s.max_inflight_bytes)
 
         grpc_server = create_grpc_server(ingestor, keyring, s.max_request_bytes)
