@@ -57,6 +57,18 @@ def test_a_killed_worker_is_replaced(pooled):
     assert httpx.get(f"{pooled.api_url}/v1/runs/{run_id}").json()["step_count"] == 5
 
 
+def test_workers_run_below_the_server_priority(pooled):
+    import multiprocessing
+
+    from agenttrail.receiver.pool import WORKER_NICENESS
+
+    HttpExporter(endpoint=pooled.http_endpoint + "/v1/traces").export(record_support_run()[0])
+    workers = [c for c in multiprocessing.active_children() if c.name.startswith("SpawnProcess")]
+    assert workers
+    expected = min(os.getpriority(os.PRIO_PROCESS, 0) + WORKER_NICENESS, 19)
+    assert {os.getpriority(os.PRIO_PROCESS, child.pid) for child in workers} == {expected}
+
+
 def _resource_spans(service: str, spans: list[tuple[str, str]]) -> dict:
     return {"resource": {"attributes": [{"key": "service.name", "value": {"stringValue": service}}]},
             "scopeSpans": [{"spans": [
