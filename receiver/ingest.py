@@ -77,10 +77,11 @@ class TraceIngestor:
         ``encoding`` ("protobuf" / "json") is given — then decoding happens off the event loop.
         """
         project = self.project_for(principal, header_project)
-        mapped = await self.pool.map(request, encoding, project, principal.allows)
-        steps = mapped.steps
-        if len(steps):
-            future = self.writer.submit(steps)  # raises Overloaded when the queue is full
+        with self.writer.expecting():  # under load, the next commit waits for these steps
+            mapped = await self.pool.map(request, encoding, project, principal.allows)
+            steps = mapped.steps
+            future = self.writer.submit(steps) if len(steps) else None  # may raise Overloaded
+        if future is not None:
             try:
                 await asyncio.wait_for(asyncio.wrap_future(future), self.write_timeout)
             except asyncio.TimeoutError:

@@ -465,23 +465,52 @@ def test_native_insert_types_are_the_steps_table_types(store):
     assert described == {name: STEP_INSERT_TYPES[name] for name in INSERT_COLUMNS}
 
 
-def test_under_load_the_writer_waits_for_a_larger_group(store):
-    writer = BatchWriter(lambda: store.client(), linger=0, busy_linger=60, min_group_spans=4)
+def test_under_load_the_writer_waits_for_a_batch_on_its_way(store):
+    writer = BatchWriter(lambda: store.client(), linger=0, busy_linger=60, busy_grace=0, min_group_spans=4)
     writer._busy = True  # the last commit ended with work waiting
     writer.submit(batch_of(STEPS[:2]))
     taken = []
     taker = threading.Thread(target=lambda: taken.append(writer._take_group()))
-    taker.start()
-    writer.submit(batch_of(STEPS[2:4]))  # reaches min_group_spans: the group is released
+    with writer.expecting():  # a request being mapped
+        taker.start()
+        time.sleep(0.3)
+        assert not taken  # still waiting for it
+        writer.submit(batch_of(STEPS[2:4]))  # reaches min_group_spans: the group is released
     taker.join(30)
     assert [len(batch) for batch, _ in taken[0]] == [2, 2]
+
+
+def test_under_load_the_writer_stops_waiting_when_the_announced_batch_is_dropped(store):
+    writer = BatchWriter(lambda: store.client(), linger=0, busy_linger=60, busy_grace=0, min_group_spans=4)
+    writer._busy = True
+    writer.submit(batch_of(STEPS[:2]))
+    taken = []
+    taker = threading.Thread(target=lambda: taken.append(writer._take_group()))
+    with pytest.raises(ValueError):
+        with writer.expecting():
+            taker.start()
+            time.sleep(0.3)
+            assert not taken
+            raise ValueError("a malformed request: nothing is submitted")
+    taker.join(30)  # released by the end of the announcement, not by busy_linger
+    assert [len(batch) for batch, _ in taken[0]] == [2]
+
+
+def test_under_load_with_nothing_on_its_way_the_group_goes_after_the_grace(store):
+    writer = BatchWriter(lambda: store.client(), linger=0, busy_linger=60, busy_grace=0.05, min_group_spans=4)
+    writer._busy = True
+    writer.submit(batch_of(STEPS[:2]))
+    started = time.monotonic()
+    assert [len(batch) for batch, _ in writer._take_group()] == [2]
+    assert time.monotonic() - started < 30  # not busy_linger's 60 s
 
 
 def test_under_load_a_group_smaller_than_the_minimum_still_goes_after_busy_linger(store):
     writer = BatchWriter(lambda: store.client(), linger=0, busy_linger=0.01, min_group_spans=10**6)
     writer._busy = True
     writer.submit(batch_of(STEPS[:2]))
-    assert [len(batch) for batch, _ in writer._take_group()] == [2]
+    with writer.expecting():  # announced, but not ready within busy_linger
+        assert [len(batch) for batch, _ in writer._take_group()] == [2]
 
 
 def test_steps_ingested_long_ago_still_count_and_still_deduplicate(store):
