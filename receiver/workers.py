@@ -225,8 +225,7 @@ class WorkerProcesses:
         self._loop.run_in_executor(None, worker.process.join, 5)  # reap it off the loop
         if self._closed:
             return
-        log.warning("mapping worker %s exited (code %s); starting another", worker.process.pid,
-                    worker.process.exitcode)
+        log.warning("mapping worker %s exited; starting another", worker.process.pid)
         try:
             process, sock = self._spawn()
         except Exception:
