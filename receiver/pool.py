@@ -112,6 +112,11 @@ class MappingPool:
         if self._processes is not None:
             await self._processes.start()
 
+    @property
+    def workers_lost(self) -> int:
+        """Worker processes that died while serving and were replaced (0 when mapping in-process)."""
+        return self._processes.lost if self._processes is not None else 0
+
     def _map_here(self, request, encoding: str | None, project: str | None,
                   allows: Callable[[str], bool]) -> MappedRequest:
         return _encode(_map(request, encoding, project, allows, self.options))

@@ -156,6 +156,7 @@ class WorkerProcesses:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._started: asyncio.Task | None = None
         self._replacing = 0  # workers started to replace lost ones, not yet attached
+        self.lost = 0  # workers that died while serving (read by /metrics)
         self._unattached = [self._spawn() for _ in range(count)]
 
     def _spawn(self) -> tuple[Any, socket.socket]:
@@ -225,6 +226,7 @@ class WorkerProcesses:
         self._loop.run_in_executor(None, worker.process.join, 5)  # reap it off the loop
         if self._closed:
             return
+        self.lost += 1
         log.warning("mapping worker %s exited; starting another", worker.process.pid)
         try:
             process, sock = self._spawn()

@@ -2,7 +2,7 @@
 
 What an operator needs to see before users notice: exports answered by outcome (a rising
 ``retry_later`` count is back-pressure, ``invalid`` a broken client), spans accepted and refused,
-and the writer's commits, failures, queue, commit time and where run rows came from (the
+mapping workers lost, and the writer's commits, failures, queue, commit time and where run rows came from (the
 commit alone, or a recompute from stored steps, which grows with the store).  Values are read
 from the receivers' and the writer's counters at scrape time; nothing is counted twice.
 Counters start at zero when the server starts, as Prometheus expects of a process's counters.
@@ -26,9 +26,10 @@ TRANSPORTS = ("grpc", "http")
 class IngestCollector:
     """A Prometheus collector over one server's :class:`IngestCounters` and writer stats."""
 
-    def __init__(self, counters: IngestCounters, writer):
+    def __init__(self, counters: IngestCounters, writer, pool=None):
         self.counters = counters
         self.writer = writer
+        self.pool = pool
 
     def collect(self):
         """The metric families, built from the live counters."""
@@ -45,6 +46,10 @@ class IngestCollector:
         yield CounterMetricFamily("agenttrail_receiver_refused_spans",
                                   "Spans refused one by one in a partial success (bad ids or times, "
                                   "projects the key may not write to)", value=self.counters.refused_spans)
+        yield CounterMetricFamily("agenttrail_receiver_mapping_workers_lost",
+                                  "Mapping worker processes that died and were replaced (the request each "
+                                  "held was answered retry_later)",
+                                  value=self.pool.workers_lost if self.pool is not None else 0)
         stats = self.writer.stats
         yield CounterMetricFamily("agenttrail_writer_commits", "Group commits to ClickHouse",
                                   value=stats["commits"])
@@ -75,10 +80,11 @@ class IngestCollector:
                                 value=self.writer.pending_spans)
 
 
-def add_metrics_endpoint(app: FastAPI, counters: IngestCounters, writer) -> None:
-    """Serve ``GET /metrics`` on ``app``; it needs an admin key when keys are configured."""
+def add_metrics_endpoint(app: FastAPI, counters: IngestCounters, writer, pool=None) -> None:
+    """Serve ``GET /metrics`` on ``app`` (``pool``: the receivers' mapping pool, if any); it needs
+    an admin key when keys are configured."""
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(IngestCollector(counters, writer))
+    registry.register(IngestCollector(counters, writer, pool))
 
     def metrics(_principal=Depends(admin)) -> Response:
         return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)

@@ -55,6 +55,8 @@ def test_a_killed_worker_is_replaced(pooled):
     # The first export may meet the broken pool and be told to retry; the exporter retries.
     assert HttpExporter(endpoint=url, timeout=20).export(spans) == SpanExportResult.SUCCESS
     assert httpx.get(f"{pooled.api_url}/v1/runs/{run_id}").json()["step_count"] == 5
+    metrics = httpx.get(f"{pooled.api_url}/metrics").text
+    assert f"agenttrail_receiver_mapping_workers_lost_total {float(len(workers))}" in metrics
 
 
 def test_workers_run_below_the_server_priority(pooled):

@@ -61,6 +61,7 @@ def test_metrics_count_what_the_receivers_answered(server):
     assert after[("agenttrail_writer_runs_total", (("source", "commit"),))] == 1
     assert after[("agenttrail_writer_runs_total", (("source", "steps"),))] == 2
     assert after[("agenttrail_writer_settling", ())] == 0
+    assert after[("agenttrail_receiver_mapping_workers_lost_total", ())] == 0
 
 
 def test_metrics_need_an_admin_key_when_keys_are_configured(make_server):
