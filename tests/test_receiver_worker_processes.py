@@ -15,8 +15,13 @@ def _pool(count=1, handler=worker_jobs.echo, niceness=0):
     return WorkerProcesses(count, handler, worker_jobs.remember, (b">",), niceness=niceness)
 
 
-def _run(coroutine):
-    return asyncio.run(asyncio.wait_for(coroutine, 120))
+def _run(coroutine, closing: WorkerProcesses | None = None):
+    """Run ``coroutine`` (two minutes at most), then close the pool ``closing``, if given."""
+    try:
+        return asyncio.run(asyncio.wait_for(coroutine, 120))
+    finally:
+        if closing is not None:
+            closing.close()
 
 
 def test_results_come_back_in_full_for_each_caller_and_large_ones_too():
@@ -30,10 +35,7 @@ def test_results_come_back_in_full_for_each_caller_and_large_ones_too():
         assert big == b">" + b"0123456789abcdef" * (1 << 20)
         assert await pool.run(b"x", 3) == b">xxx"  # the stream is still in step afterwards
 
-    try:
-        _run(go())
-    finally:
-        pool.close()
+    _run(go(), closing=pool)
 
 
 def test_an_exception_crosses_and_the_worker_keeps_serving():
@@ -45,10 +47,7 @@ def test_an_exception_crosses_and_the_worker_keeps_serving():
         with pytest.raises(ValueError, match="again"):
             await pool.run(b"x", "again")
 
-    try:
-        _run(go())
-    finally:
-        pool.close()
+    _run(go(), closing=pool)
 
 
 def test_an_exception_that_cannot_be_pickled_is_named():
@@ -58,10 +57,7 @@ def test_an_exception_that_cannot_be_pickled_is_named():
         with pytest.raises(RuntimeError, match="Unpicklable: hidden"):
             await pool.run(b"x")
 
-    try:
-        _run(go())
-    finally:
-        pool.close()
+    _run(go(), closing=pool)
 
 
 def test_a_dead_worker_fails_its_job_and_is_replaced():
@@ -82,10 +78,7 @@ def test_a_dead_worker_fails_its_job_and_is_replaced():
                 await asyncio.sleep(0.05)
         assert pid != first_pid
 
-    try:
-        _run(go())
-    finally:
-        pool.close()
+    _run(go(), closing=pool)
 
 
 def test_a_job_that_kills_its_worker_is_answered_not_lost():
@@ -95,10 +88,7 @@ def test_a_job_that_kills_its_worker_is_answered_not_lost():
         with pytest.raises(WorkerLost):
             await pool.run(b"x")
 
-    try:
-        _run(go())
-    finally:
-        pool.close()
+    _run(go(), closing=pool)
 
 
 def test_workers_run_at_the_given_niceness_and_stop_on_close():
@@ -125,10 +115,7 @@ def test_a_caller_that_gave_up_does_not_disturb_the_others():
         assert isinstance(done[1], asyncio.CancelledError)
         assert done[0] == done[2] == b">" + b"a" * (1 << 22)
 
-    try:
-        _run(go())
-    finally:
-        pool.close()
+    _run(go(), closing=pool)
 
 
 def test_closed_pool_refuses_work():
