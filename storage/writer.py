@@ -41,12 +41,10 @@ KNOWN_RUNS_SQL = (
 """Which runs of a commit have a run row, with their earliest ``first_seen_at``."""
 
 # A commit's run ids (~1,000 under load) are bound three times.  As Array(String) values
-# clickhouse-connect escapes them character by character in Python: ~3.4 ms a binding, half
-# the time the writer's process held the GIL (py-spy --gil).  They travel as one
-# comma-separated value instead, in clickhouse-connect's binary binding ($runs$: spliced in as
-# a heredoc string, which ClickHouse reads raw); the run_id set ClickHouse builds from it, and so
-# the index analysis, is the same.  Stored run ids are hex (storage/ids.py); all that this needs
-# is that none is empty or holds the separator or the heredoc's "$".
+# clickhouse-connect escapes them character by character in Python, so they travel as one
+# comma-separated value in its binary binding ($runs$: spliced in as a heredoc string, which
+# ClickHouse reads raw); the run_id set, and so the index analysis, is the same.  Stored run
+# ids are hex (storage/ids.py): none is empty or holds the separator or the heredoc's "$".
 
 
 def run_ids_parameter(run_ids: list[str]) -> bytes:
@@ -63,8 +61,8 @@ def _runs_parameters(runs) -> dict:
 
 
 # A ReplacingMergeTree insert first collapses rows of equal key within the block, by default:
-# a sort-and-merge pass that doubled the insert's CPU (50 → 24 ms for 8192 spans,
-# /tmp measurement).  The writer never sends two rows of one span, so the pass finds nothing.
+# a sort-and-merge pass that can find nothing here, since the writer never sends two rows of
+# one span (docs/performance.md).
 INSERT_SETTINGS = {"optimize_on_insert": 0}
 
 log = logging.getLogger(__name__)
@@ -76,45 +74,15 @@ _SOLE_WRITER_INSERT_SETTINGS = {**INSERT_SETTINGS, **COMMIT_INSERT_SETTINGS}
 class BatchWriter:
     """One background thread that commits queued step batches in groups.
 
-    ``max_pending_spans`` bounds memory; ``max_group_spans`` bounds one insert; ``linger``
-    is how long the thread waits for more work to join a group once it has some.  A commit
-    costs ~50 ms of CPU whatever its size (planning the run rows' aggregate, the known-runs
-    query, creating parts), plus 4–7 µs per span, so under load — work was already waiting
-    when the last commit ended — the thread lets ``min_group_spans`` gather: fewer, larger
-    commits spend less CPU per span (``bench/commit_bench.py`` measures the cost by group
-    size), and larger parts take fewer merges.  But it waits only for batches on their way:
-    producers announce a batch they are preparing (:meth:`expecting`), and once ``busy_grace``
-    has passed with none announced, the group goes as it is.  Waiting for spans that cannot
-    come (fewer clients than a group holds) only delayed every one of them: with 8 clients of
-    512-span requests, a fixed 100 ms wait gave 21,500 spans/s, a 10 ms one 27,900.
-    ``busy_linger`` bounds the wait.  Too large a group leaves the mapping workers idle while
-    every client waits on one commit; 12,288 spans suited 32 and 64 clients of 512-span
-    requests.
-
-    The duplicate check and the run recompute read only steps ingested since the touched
-    runs were first seen, less ``ingest_margin``: run ids are random, so a read by key alone
-    touches a granule of nearly every part and costs as much as the whole table.  The margin
-    covers steps another writer (a second server) has stored but not yet recomputed, and
-    spans stamped at mapping time that waited in the queue: both are far younger than an hour.
-
-    The duplicate check also reads only runs that already have a run row, or whose steps
-    this writer may have inserted in a commit that then failed: a run without either has no
-    stored step a retry could repeat.  (A span another server stored a moment ago, before its
-    recompute, may then be stored twice; every reader collapses a repeated span, FINAL or
-    ``LIMIT 1 BY``, and so do merges.)  New runs are most of what a commit touches, and the
-    check's cost grows with the runs it is given, with the whole table read on a large store.
-
-    With ``sole_writer`` (the embedded store: chDB binds its directory to one process) the
-    writer knows which runs have a run row without asking, for stores of up to
-    ``max_known_runs`` run rows: a :class:`~.known_runs.KnownRuns` filter, loaded at the first
-    commit, names the runs that may, and only those are looked up.  And the rows of new runs
-    are computed from the commit itself: a materialized view on ``steps``
-    aggregates each commit's runs as it is inserted, into rows that lose to any recomputed one
-    (:data:`~.runs_sql.COMMIT_VIEW_DDL`), and only runs that can have stored steps are
-    recomputed from ``steps``.  After a start that finds the marker left by a writer that did
-    not stop cleanly (it may have died between a commit's steps and its run rows), every run
-    is recomputed from ``steps`` for ``settle`` seconds, so that retries of a lost commit find
-    the steps it left behind.
+    ``max_pending_spans`` bounds memory and ``max_group_spans`` one insert.  A commit has a
+    fixed cost (``bench/commit_bench.py``), so under load the thread lets ``min_group_spans``
+    gather, but only while producers announce batches on their way (:meth:`expecting`), and
+    for ``busy_linger`` at most.  It reads ``steps`` only for runs that may have stored steps,
+    and only those ingested since the run was first seen, less ``ingest_margin``.  With
+    ``sole_writer`` (the embedded store) it keeps the stored runs' keys in memory
+    (:mod:`.known_runs`, up to ``max_known_runs``) and computes new runs' rows from the commit
+    itself; after an unclean stop it recomputes every run from ``steps`` for ``settle`` seconds.
+    Why each of these: docs/performance.md, "Why the writer is shaped as it is".
     """
 
     def __init__(self, client_factory, *, max_pending_spans: int = 200_000,
@@ -431,7 +399,7 @@ def _drop_stored(batches: list[Steps], stored: set, ingested_ms: int) -> tuple[l
 
 def _distinct_steps(batches: list[Steps]) -> bool:
     """Whether no span id repeats in the group: then no identity repeats, and building
-    every (project, run, span) key (~1 µs per span of the writer's thread) can be skipped."""
+    every (project, run, span) key in the writer's thread can be skipped."""
     ids = [i for b in batches for i in b.step_ids]
     return len(set(ids)) == len(ids)
 
