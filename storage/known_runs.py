@@ -2,9 +2,9 @@
 
 Before each commit the writer must know which of the commit's runs are already stored: those
 are checked for duplicate spans and recomputed from ``steps``, the others get their rows from
-the commit itself.  Asking ClickHouse costs ~10 ms a commit whatever the answer (parsing the
-run ids, reading the bloom index of every ``runs`` part), and under load almost every run of
-a commit is new.  The embedded store has one writer (chDB binds its directory to one
+the commit itself.  Asking ClickHouse has a fixed cost per commit whatever the answer (parsing
+the run ids, reading the bloom index of every ``runs`` part; ``bench/commit_bench.py``), and
+under load almost every run of a commit is new.  The embedded store has one writer (chDB binds its directory to one
 process), so that writer can know the answer itself: it reads the keys of every stored run
 once, at its first commit, and adds the runs of each commit it attempts.  Then only the runs
 this filter says *may* be stored need the query, usually none.

@@ -1,7 +1,8 @@
 """Steps in ClickHouse's Native format: encoded where they are mapped, inserted as they are.
 
-Serialising ~50 columns (maps, nested events and links) costs ~9 µs of Python per span, and
-moving Python objects between processes costs as much again to pickle and unpickle.  So the
+Serialising ~50 columns (maps, nested events and links) is a large share of the mapping's
+Python (``bench/mapping_bench.py``), and moving Python objects between processes would cost
+as much again to pickle and unpickle.  So the
 mapping workers encode their steps into a Native block (:func:`encode_steps`) and send back
 bytes plus the span identities; the writer, in the process that owns the ClickHouse
 connection, only checks identities for duplicates and joins the blocks into one

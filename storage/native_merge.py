@@ -1,8 +1,8 @@
 """Many Native blocks of steps as one: what the writer inserts.
 
-ClickHouse pays ~0.6 ms to read each Native block whatever its size (~13 µs per column: the
-column's type and serialization are set up anew), so a commit of 22 requests' blocks of 512
-spans took 22–25 ms to read where the same rows in one block take 9–10.  The mapping workers
+ClickHouse pays a fixed cost to read each Native block whatever its size (each column's type
+and serialization are set up anew), so a commit of 22 requests' blocks of 512 spans reads in
+about twice the time of the same rows in one block (docs/performance.md).  The mapping workers
 encode one request each, so the writer joins their blocks column by column: fixed-size and
 ``String`` data are concatenated, array offsets shifted, and each ``LowCardinality``
 dictionary is merged with its indexes renumbered (``bytes.translate``, or numpy past 255 values).  It needs to know where each

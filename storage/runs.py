@@ -11,7 +11,7 @@ from .runs_sql import RUN_COLUMNS
 RUN_FIELDS = RUN_COLUMNS
 
 # What the API shows of a step, and no more: a point read's cost grows with every column read
-# (about 0.25 ms each on the query benchmark), far more than with the rows.
+# far more than with the rows (bench/query_bench.py; docs/api.md, Speed).
 STEP_FIELDS = (
     "step_id", "parent_step_id", "name", "kind", "operation", "tool_name", "tool_call_id",
     "tool_arguments", "model", "provider", "status", "status_message", "error_type", "start_time",

@@ -4,7 +4,7 @@ The writer re-runs this for every run a commit touched.  Because it recomputes f
 stored steps (not by adding deltas), the run row is the same whatever order its spans came
 in, and a duplicate span (already filtered by identity) can never be counted twice.
 
-Rules (see README "Runs"):
+Rules (README, "Runs and steps"):
 * the root span (no parent) gives status, timing, service and agent name;
 * no root yet: status ``in_progress``, ``root_missing = 1``, timing from the steps seen;
 * tokens and cost are summed over ``llm`` steps only — agent spans often repeat
@@ -20,17 +20,14 @@ from .declared import DECLARED_COST_SQL, DECLARED_TOKENS_SQL
 # Two layers: the inner SELECT holds only aggregates over a run's steps (aliases ``a_``, so that
 # none shadows a steps column another aggregate reads); the outer one derives the run's columns
 # from them.  In one layer, every derived column repeated its aggregates' expressions (ClickHouse
-# expands an alias where it is used), and the orphan count below its sorted id array four times:
-# two layers took the staged aggregation of 8,192 spans from 26.7 to 25.1 ms of CPU, and of no
-# rows (planning alone) from 18.2 to 16.1 ms (/tmp measurement, 30 alternations; the same rows
-# for 1,024 runs with missing, second and declaring roots).
+# expands an alias where it is used), and the orphan count below its sorted id array four times,
+# all of it planned again at every commit.
 
 _ROOT = "parent_step_id = ''"
 # A trace may hold several root spans.  The run's root is the first in step order (start time,
 # then id), as for the validator (validator/reference.py), so that the row does not depend on
 # the order ClickHouse happens to read rows in (anyIf did).  One aggregate carries every field
-# of it: eight argMinIf with this key cost the recompute ~20% more than anyIf, this one ~10%
-# (/tmp measurement, 8,192 spans of 1,024 runs); ``_root`` reads one field.
+# of it, cheaper than one argMinIf per field; ``_root`` reads one field.
 _ROOT_FIELDS = ("service_name", "agent_name", "name", "status", "status_message", "start_time", "end_time")
 
 
@@ -40,12 +37,12 @@ def _root(column: str) -> str:
 
 # Steps whose parent is not among the run's steps.  The plain form, ``arrayFilter(p -> NOT
 # has(groupArray(step_id), p), ...)``, captures the id array in the lambda, and ClickHouse
-# copies a captured array once per element: quadratic in the run's length (20 runs of 2,000
-# steps: 515 ms of CPU to recompute, 47 ms this way; /tmp measurement).  Instead the ids (tag
+# copies a captured array once per element: quadratic in the run's length.  Instead the ids (tag
 # 0) and the non-empty parent ids (tag 1) are sorted together (``a_tagged_ids``), so each id's
 # group starts with tag 0 when a step has that id; arrayFill carries each group's first element
 # along it, and a parent id is an orphan when its group's first element is a parent too.  No
-# lambda captures anything: n log n.
+# lambda captures anything: n log n (checked against a direct count in
+# tests/test_storage_writer.py).
 _TAGGED_IDS = ("arraySort(arrayConcat(arrayMap(s -> (s, 0), groupArray(step_id)), "
                "arrayMap(p -> (p, 1), groupArrayIf(parent_step_id, parent_step_id != ''))))")
 _GROUP_HEADS = ("arrayFill((x, starts_group) -> starts_group, a_tagged_ids, "
@@ -182,9 +179,7 @@ RECOMPUTE_RUNS_SQL = runs_insert_sql("""(
 # recomputed row's version (a time in nanoseconds, ~1.7e18 and growing), and falling as time
 # passes, so a later commit's partial row also loses to the earlier commit's row of a run never
 # yet recomputed.  A new run's row is its only row, and wins.  The view then needs no list of
-# which runs are new: an earlier form listed them, and the commit's version, in a Memory table
-# the view read (two subqueries), which cost 11 ms of a 47-58 ms insert of 8,192 spans (/tmp
-# measurement).
+# which runs are new, which would be a table the view reads at every insert.
 #
 # ClickHouse squashes an insert's blocks into one before the view sees it; COMMIT_INSERT_SETTINGS
 # make sure a large commit is not split, which would give a new run two partial rows.

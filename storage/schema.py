@@ -290,11 +290,10 @@ def _v5_wider_merges(o: SchemaOptions) -> list[str]:
     ClickHouse's merge selector (``merge_selector_base``, default 5) merges a handful of parts
     as soon as they are similar in size, so a span inserted in a ~10,000-span part is rewritten
     at every step of a 5x ladder to the large parts.  On an ingest-bound store those merges took
-    6.7-11 µs of CPU per span (up to a quarter of the whole); at 20 they take 4.1-5.5, and
-    sustained OTLP ingest rose 2-19% in alternated pairs over four sittings, most on the longest
-    runs (``bench/ingest_bench.py --protocol http --requests 1500`` and ``3000``).  The price is more parts alive at once (22 instead of 8 after 2M spans; ClickHouse
-    slows inserts at 1,000): reads of one run did not change, a whole-project validation took
-    3% longer.  The setting exists from ClickHouse 24.11; older servers keep the default.
+    6.7-11 µs of CPU per span; at 20 they take 4.1-5.5 (``bench/ingest_bench.py --protocol http
+    --requests 1500`` prints the merges' share).  The price is more parts alive at once (22
+    instead of 8 after 2M spans; ClickHouse slows inserts at 1,000): docs/performance.md, Merges.
+    The setting exists from ClickHouse 24.11; older servers keep the default.
     """
     return [Tuning(f"ALTER TABLE {o.database}.steps{o.on_cluster} MODIFY SETTING merge_selector_base = 20")]
 

@@ -29,8 +29,8 @@ SELECT quantileIf(0.95)(duration_ns, parent_step_id != '') / 1e6 AS p95,
        quantileIf(0.5)(duration_ns, parent_step_id != '') / 1e6 AS p50
 FROM steps WHERE {_STEP_WINDOW}"""
 
-# Separate scans measured faster than one GROUPING SETS scan (quantile states per group
-# set cost more than re-reading the window's few columns).
+# Separate scans rather than one GROUPING SETS scan: quantile states per group set cost more
+# than re-reading the window's few columns (bench/query_bench.py times the summary).
 _TOOLS = f"""
 SELECT tool_name AS tool, count() AS calls, countIf(status = 'error') AS errors,
        quantile(0.95)(duration_ns) / 1e6 AS p95_latency_ms
