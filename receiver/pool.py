@@ -1,11 +1,11 @@
 """Where span mapping runs: one thread in this process, or a pool of worker processes.
 
-Decoding, mapping and encoding steps for ClickHouse are pure Python (~25 µs of CPU per
-span), so in one process they share the GIL with the writer and the transports and use one
-core at most.  With ``workers > 0`` the request bytes go to worker processes that decode and
+Decoding, mapping and encoding steps for ClickHouse are pure Python (about half of ingest's
+CPU: ``bench/ingest_bench.py`` prints the workers' share), so in one process they would share
+the GIL with the writer and the transports and use one core at most.  With ``workers > 0`` the request bytes go to worker processes that decode and
 map them, refuse the spans of projects the caller may not write to, and send back the steps
 as a ClickHouse Native block (:class:`~agenttrail.storage.EncodedSteps`): bytes, which cost
-nothing to unpickle, where per-row Python objects cost the writer's process ~7 µs per span.
+nothing to unpickle, where per-row Python objects would cost the writer's process dearly.
 Workers (:mod:`.workers`) are started with ``spawn`` so they never inherit the embedded
 ClickHouse engine, and a worker that dies is replaced, the request it held answered "retry".
 """
@@ -68,9 +68,7 @@ def _encode(result: MappingResult) -> MappedRequest:
 
 # Mapping allocates a few dozen containers per span, all freed by reference counting; yet
 # while a request's rows are alive, each of the cyclic collector's passes walks them all
-# again.  So the collector waits until the request is mapped: 8,192-span requests went from
-# 22.8 to 20.8 µs per span, 512-span ones from 19.3–19.5 to 19.0–19.1 (two workers mapping the
-# benchmark's requests, worker CPU from /proc; /tmp measurements, alternated).
+# again.  So the collector waits until the request is mapped (docs/performance.md).
 def _map_in_worker(body: bytes, encoding: str, project: str | None,
                    allows: Callable[[str], bool]) -> MappedRequest:
     gc.disable()  # a worker maps one request at a time: nothing else runs meanwhile
@@ -81,14 +79,9 @@ def _map_in_worker(body: bytes, encoding: str, project: str | None,
 
 
 # Mapping workers run at a lower priority than the server's process.  On a small machine
-# they share the cores with the writer, whose commit every client is waiting on: at equal
-# priority a commit of ~10,000 spans took 116 ms of wall time for ~65 ms of CPU.  Reniced,
-# the workers still take every cycle the server leaves.  Sustained ingest
-# (bench/ingest_bench.py --requests 1500 --concurrency 32, both protocols, alternated with
-# niceness 0 in six pairs): +0% to +6% spans/s, mean +3%; p50 the same, p99 0.55-0.59 →
-# 0.72-0.85 s, as commits were smaller (7,700-9,000 spans instead of 10,500-10,800) while the
-# writer waited a fixed time for its group.  Since it waits only for requests being mapped:
-# +2% and +6% in two more pairs, p99 0.59-0.69 s against 0.60-0.64.
+# they share the cores with the writer, whose commit every client is waiting on; reniced, the
+# workers still take every cycle the server leaves.  Measured by alternating niceness 0 and 10
+# under bench/ingest_bench.py --requests 1500 --concurrency 32 (docs/performance.md).
 WORKER_NICENESS = 10
 
 

@@ -11,8 +11,8 @@ From genai-prices, only first-party providers count (:data:`FIRST_PARTY_PROVIDER
 one listing a model wins): a reseller's price for the same model name is not the model's price.
 Prices that vary with the prompt's length take their base tier (up to the first threshold,
 e.g. 200k input tokens); prices that vary with time take the ones in force when the table is
-built.  genai-prices' own ``calc_price`` is not called per span: it costs 60–90 µs a call,
-more than mapping the span.
+built.  genai-prices' own ``calc_price`` is not called per span: one call costs more than mapping
+the whole span (``bench/mapping_bench.py`` times the mapping).
 
 Cost rules (OpenTelemetry GenAI semantics): cache-read and cache-creation tokens are *part of*
 the input tokens, so they are priced at their own rates and only the rest at the input rate;

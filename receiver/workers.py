@@ -4,9 +4,9 @@ Each worker is a ``spawn``-ed process joined to the server by a Unix socket pair
 loop writes a job — a small pickled call and the request body as it came, unpickled — and
 reads back one pickled result.  ``concurrent.futures.ProcessPoolExecutor`` did the same job
 with two helper threads in the server (a queue feeder that pickles every body, a manager
-that waits for results), both competing with the event loop for the GIL: the server spent
-1.6–1.9 µs of CPU per span to hand 512-span requests to two workers and take their steps
-back; this way 0.7–0.8 (/tmp measurement: 400 requests, 32 concurrent, three rounds each).
+that waits for results), both competing with the event loop for the GIL; this way the
+server's Python threads spend about a third less CPU per span (``bench/ingest_bench.py``
+prints them; docs/performance.md).
 
 A worker that dies fails the job it held with :class:`WorkerLost` (the caller answers "retry")
 and is replaced.  A worker exits when its socket closes, so workers never outlive the server.
