@@ -28,7 +28,7 @@ def cost_value(value):
 def plain_json(body: dict) -> JSONResponse:
     """``body`` (built by this module: only str, int, float, bool, None, lists and dicts) as a
     response, skipping FastAPI's response validation and ``jsonable_encoder`` walk, which cost
-    more than the rest of the serialization for a run with its steps (1.6 ms of 2 for 10 steps)."""
+    more than the rest of the serialization for a run with its steps (bench/query_bench.py)."""
     return JSONResponse(body)
 
 
