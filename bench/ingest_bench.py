@@ -11,7 +11,7 @@ agenttrail answers an export only after its spans are written, so every
 acknowledged span is already queryable; the script checks a sample through the REST API.
 
     python bench/ingest_bench.py --protocol both --requests 300 --concurrency 32 [--ingest-workers N]
-    python bench/ingest_bench.py --protocol http --storage chdb:///tmp/big --database commit_bench --seed 7
+    python bench/ingest_bench.py --protocol http --storage chdb://$PWD/big --database commit_bench --seed 7
     python bench/ingest_bench.py --protocol http --requests-per-run 4   # runs that span commits
 """
 

@@ -7,7 +7,7 @@ flattening them to one row per span, and computing a few mapped columns (ids as 
 attribute map, the operation, model and input tokens, the start time) — all requests in one
 query, then one query per request, as a mapping worker would run it.
 
-It also measures what decided against mapping in SQL (README, Benchmarks): ClickHouse plans
+It also measures what decided against mapping in SQL (docs/performance.md): ClickHouse plans
 every query anew, at a cost that grows with its expressions, and the mapping's rules need
 thousands of them.  The last lines time the planning of N trivial expressions over one row.
 

@@ -20,8 +20,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import random
 import statistics
+import tempfile
 import time
 
 from agenttrail.storage import Store
@@ -131,7 +133,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--runs", type=int, default=1_000_000)
     parser.add_argument("--steps", type=int, default=10, help="steps per run")
-    parser.add_argument("--path", default="/tmp/agenttrail-validate-bench")
+    parser.add_argument("--path", default=os.path.join(tempfile.gettempdir(), "agenttrail-validate-bench"))
     parser.add_argument("--reuse", action="store_true", help="keep existing data")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--samples", type=int, default=300)
