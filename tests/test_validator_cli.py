@@ -77,15 +77,15 @@ def test_project_window_with_junit_and_json(seeded, storage_dsn, database, capsy
 
 @pytest.mark.parametrize("argv, message", [
     (["--run", "x"], "exactly one of --server"),
-    (["--since", "1h", "--storage", "chdb:///tmp/x"], "--since needs --project"),
-    (["--since", "yesterday", "--project", "p", "--storage", "chdb:///tmp/x"], "cannot read time"),
-    (["--since", "99999999999d", "--project", "p", "--storage", "chdb:///tmp/x"], "outside 1970"),
+    (["--since", "1h", "--storage", "STORE"], "--since needs --project"),
+    (["--since", "yesterday", "--project", "p", "--storage", "STORE"], "cannot read time"),
+    (["--since", "99999999999d", "--project", "p", "--storage", "STORE"], "outside 1970"),
     (["--run", "x", "--storage", "ftp://nowhere"], "unsupported storage DSN"),
     (["--run", "x", "--server", "file:///etc/passwd"], "http(s) URL"),
     (["--run", "x", "--server", "http://127.0.0.1:9"], "cannot reach"),
 ])
 def test_bad_arguments_exit_2(seeded, storage_dsn, capsys, argv, message):
-    argv = [storage_dsn if a == "chdb:///tmp/x" else a for a in argv]
+    argv = [storage_dsn if a == "STORE" else a for a in argv]
     code, _, err = cli(capsys, "--runbook", seeded, *argv)
     assert code == 2 and message in err
 
@@ -94,9 +94,9 @@ def test_bad_runbook_exits_2_with_position(tmp_path, capsys):
     # the runbook is read before any storage is opened: this DSN is never touched
     path = tmp_path / "bad.yaml"
     path.write_text("allowed_tools: [search]\nbudgets: {max_tokens: 5}\n")
-    code, _, err = cli(capsys, "--runbook", str(path), "--run", "x", "--storage", "chdb:///tmp/x")
+    code, _, err = cli(capsys, "--runbook", str(path), "--run", "x", "--storage", f"chdb://{tmp_path}/untouched")
     assert code == 2 and "line 2, column 11" in err and "budgets.max_tokens" in err
-    code, _, err = cli(capsys, "--runbook", str(tmp_path / "absent.yaml"), "--run", "x", "--storage", "chdb:///tmp/x")
+    code, _, err = cli(capsys, "--runbook", str(tmp_path / "absent.yaml"), "--run", "x", "--storage", f"chdb://{tmp_path}/untouched")
     assert code == 2 and "cannot read runbook" in err
     with pytest.raises(SystemExit) as exit_info:  # argparse: --runbook is required
         main(["validate", "--run", "x"])
