@@ -363,7 +363,7 @@ def main() -> None:
             result["main_cpu_us_per_span"] = {
                 k: round((threads_after[k] - threads_before[k]) / max(result["acknowledged_spans"], 1) * 1e6, 1)
                 for k in threads_after}
-            # Each commit costs ~70-95 ms of CPU whatever its size (commit_bench.py): how many the
+            # Each commit has a fixed CPU cost whatever its size (commit_bench.py): how many the
             # load took, and how large they were, say how much of the server's CPU that was.
             commits = writer_after["commits"] - writer_before["commits"]
             result["writer"] = {"commits": int(commits),

@@ -110,7 +110,7 @@ def validate_run(store, run_id: str, runbook: Runbook, *, project: str | None = 
     insert.  The steps give the run's state and, through the reference evaluator, its verdict.
     ``engine="sql"`` reads the state from the runs row and judges through the compiled query,
     as batches do; ClickHouse spends 40–70 ms parsing and planning that query, which pays off
-    over many runs but dominates for one.  The property tests hold both engines to the same
+    over many runs but dominates for one (``bench/validate_bench.py`` times both engines).  The property tests hold both engines to the same
     verdicts.
     """
     if engine not in ("sql", "python"):
