@@ -17,10 +17,13 @@ blank lines dropped. A command is then, by its first word:
   answer block must name metrics (first words) that the real output also names.
 * ``agenttrail``: the CLI, run for real; ``https://agenttrail.internal`` is the server and
   ``$AGENTTRAIL_API_KEY`` a key. Exit 0 or 1 (the runs' verdicts) pass; 2 (a usage error) fails.
+  ``agenttrail serve`` runs until stopped, so its flags are checked against ``serve --help``
+  (tests/test_settings_cli.py starts it).
 * ``export OTEL_...``: the block's variables configure a real OpenTelemetry SDK exporter in a
   child process, whose span must reach the server (``YOUR_KEY`` becomes the admin key).
 * ``.venv/bin/python bench/...``: every ``--flag`` must be one the script's ``--help`` lists
-  (tests/test_bench_scripts.py runs the scripts themselves at small sizes).
+  (tests/test_bench_scripts.py runs the scripts themselves at small sizes). The same holds for
+  bench commands quoted inline in tables and prose (`` `query_bench.py --runs 1000` ``).
 * ``python3 -m venv ...``: the quickstart's install commands, checked for form: ``.ci/run`` runs
   command 2 as written, and command 1's ``agenttrail serve`` exists (tests/test_settings_cli.py
   starts it).
@@ -104,6 +107,11 @@ def parse_blocks(text: str) -> list[Block]:
         gap_only = True
         i += 1
     return blocks
+
+
+def outside_blocks(text: str) -> str:
+    """The page's text without its fenced blocks."""
+    return re.sub(r"^(`{3,}).*?^\1", "", text, flags=re.M | re.S)
 
 
 def split_comment(line: str) -> tuple[str, str]:
@@ -258,18 +266,23 @@ class Page:
             return self.run_exports(block, listed)
         for n, (command, comment) in enumerate(listed):
             answer = block.answer if n == len(listed) - 1 else None
-            first = command.split()[0]
-            if first == "curl":
-                self.run_curl(block, command, comment, answer)
-            elif first == "agenttrail":
-                self.run_cli(block, command)
-            elif re.match(r"^(\.venv/bin/)?python3? bench/", command):
-                self.check_bench(block, command)
-            elif command.startswith("python3 -m venv "):
-                self.check_install(block, command)
-            else:
-                self.fail(block, command, "no rule runs this command: add one to tests/test_docs_commands.py "
-                                          "or mark the block <!-- docs-test: skip REASON -->")
+            first = command.split()[0].removeprefix(".venv/bin/")
+            try:
+                if first == "curl":
+                    self.run_curl(block, command, comment, answer)
+                elif first == "agenttrail" and command.split()[1:2] == ["serve"]:
+                    self.check_serve(block, command)
+                elif first == "agenttrail":
+                    self.run_cli(block, command)
+                elif re.match(r"^(\.venv/bin/)?python3? bench/", command):
+                    self.check_bench(block, command)
+                elif command.startswith("python3 -m venv "):
+                    self.check_install(block, command)
+                else:
+                    self.fail(block, command, "no rule runs this command: add one to tests/test_docs_commands.py "
+                                              "or mark the block <!-- docs-test: skip REASON -->")
+            except subprocess.TimeoutExpired as exc:
+                self.fail(block, command, f"still running after {exc.timeout:.0f} s")
 
     def run_curl(self, block: Block, command: str, comment: str, answer: Block | None) -> None:
         done = self.shell(self.localize(command))
@@ -338,12 +351,18 @@ class Page:
             self.fail(block, listed[0][0], f"the span sent with these variables was not stored: {found.text}")
 
     def check_bench(self, block: Block, command: str) -> None:
-        script = re.search(r"bench/\w+\.py", command).group(0)
+        script = "bench/" + re.search(r"(\w+)\.py", command).group(0)
         if not (ROOT / script).is_file():
             return self.fail(block, command, f"{script} does not exist")
         unknown = [f for f in re.findall(r"(?<!\S)(--[\w-]+)", command) if f not in bench_flags(script)]
         if unknown:
             self.fail(block, command, f"{script} --help does not list {unknown}")
+
+    def check_serve(self, block: Block, command: str) -> None:
+        """``agenttrail serve`` runs until stopped: its flags are checked against ``serve --help``."""
+        unknown = [f for f in re.findall(r"(?<!\S)(--[\w-]+)", command) if f not in serve_flags()]
+        if unknown:
+            self.fail(block, command, f"agenttrail serve --help does not list {unknown}")
 
     def check_install(self, block: Block, command: str) -> None:
         if "pytest" in command:
@@ -356,6 +375,14 @@ class Page:
                               capture_output=True, text=True, timeout=60)
         if done.returncode or 'agenttrail = "agenttrail.service.cli:main"' not in (ROOT / "pyproject.toml").read_text():
             self.fail(block, command, "the agenttrail serve command is missing: " + done.stderr[-300:])
+
+
+@functools.lru_cache(maxsize=None)
+def serve_flags() -> frozenset[str]:
+    done = subprocess.run([sys.executable, "-m", "agenttrail.service.cli", "serve", "--help"], capture_output=True,
+                          text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    return frozenset(re.findall(r"--[\w-]+", done.stdout))
 
 
 @functools.lru_cache(maxsize=None)
@@ -379,6 +406,9 @@ def test_every_command_of_the_page_runs(path, servers, tmp_path):
     for block in blocks:
         if block.lang == "bash":
             page.run_block(block)
+    inline = Block("bash", 0, "", None)  # bench commands quoted in tables and prose
+    for command in re.findall(r"`([^`\n]*_bench\.py --[^`\n]*)`", outside_blocks((ROOT / path).read_text())):
+        page.check_bench(inline, command)
     assert not page.problems, "\n".join(page.problems)
 
 
@@ -437,3 +467,47 @@ def test_shape_comparison_ignores_ids_times_and_timings_only():
     problems.clear()
     compare({"runs": [1, 2]}, {"runs": [1]}, "", {}, problems)
     assert problems == [".runs: expected a list of 2, got [1]"]
+
+
+BROKEN = """\
+```bash
+curl -s "http://localhost:8000/health"
+```
+
+```json
+{"status": "ok", "storage": "ok", "version": 2}
+```
+
+```bash
+curl -s -H 'x-api-key: dev-key-123' "http://localhost:8000/v1/runs?project_id=shop&limit=1"
+rm -rf ./somewhere
+agenttrail serve --no-such-flag
+.venv/bin/python bench/query_bench.py --runs 10 --no-such-flag
+agenttrail validate --runbook absent.yaml --run 0123456789abcdef0123456789abcdef --server http://localhost:8000
+```
+
+<!-- docs-test: skip -->
+```bash
+docker compose up -d
+```
+
+Inline: `query_bench.py --rows 5`.
+"""
+
+
+def test_a_page_that_drifted_fails_on_each_drift(servers, tmp_path):
+    page = Page("drifted.md", servers["keys"], tmp_path)
+    for block in parse_blocks(BROKEN):
+        if block.lang == "bash":
+            page.run_block(block)
+    page.check_bench(Block("bash", 0, "", None), "query_bench.py --rows 5")
+    found = "\n".join(page.problems)
+    assert "keys differ: missing ['version']" in found
+    assert "rm -rf ./somewhere\n    no rule runs this command" in found
+    assert "serve --help does not list ['--no-such-flag']" in found
+    assert "bench/query_bench.py --help does not list ['--no-such-flag']" in found
+    assert "cannot read runbook" in found
+    assert "a skipped block must say why" in found
+    assert "does not list ['--rows']" in found
+    assert len(page.problems) == 7, found
+    assert not (tmp_path / "somewhere").exists()
