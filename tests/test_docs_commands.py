@@ -240,6 +240,7 @@ class Page:
                     "PATH": bin_dir + os.pathsep + os.environ.get("PATH", ""), "AGENTTRAIL_API_KEY": "dev-key-123"}
 
     def localize(self, command: str) -> str:
+        command = command.removeprefix(".venv/bin/")  # the test's own environment is on PATH
         for shown, real in sorted(self.hosts.items(), key=lambda kv: -len(kv[0])):
             command = command.replace(shown, real)
         for shown, real in self.ids.items():
