@@ -37,8 +37,10 @@ Conventions for page authors, as HTML comments on the line before a block (they 
   page's commands run in (``-d @events.json``, ``--runbook support.yaml``).
 
 Any other command fails the test (the rules live in tests/docs_runner.py, the page reading in
-tests/docs_pages.py). A page whose examples need more data than the shared seed
-adds a function to ``SEEDS`` under its path; it runs once, before the page's commands.
+tests/docs_pages.py). A page whose examples need more data than the shared seed adds a function
+to ``SEEDS`` under its path; it runs once, before the page's commands, and its data stays for
+the pages after it (sorted by path), so a project of its own keeps the other pages' answers
+unchanged. A page whose examples send no key joins ``OPEN_PAGES``.
 """
 
 from __future__ import annotations
