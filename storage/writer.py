@@ -17,12 +17,14 @@ from collections import deque
 from concurrent.futures import Future
 from contextlib import contextmanager
 
-from .errors import Overloaded, StorageUnavailable
+from .errors import Overloaded, StorageUnavailable, is_outage
 from .known_runs import KnownRuns, run_keys
 from .model import StepBatch, WriteResult
 from .native import INSERT_COLUMN_TYPES, INSERT_COLUMNS, EncodedSteps, NativeBlock, encode_block
 from .native_merge import merge_blocks
 from .runs_sql import COMMIT_INSERT_SETTINGS, COMMIT_VIEW_DDL, COMMIT_VIEW_DROP, RECOMPUTE_RUNS_SQL, WRITER_MARKER
+from .spool import Spool
+from .spooled import batch_to_record, record_to_batch
 
 Steps = StepBatch | EncodedSteps
 
@@ -115,13 +117,24 @@ class BatchWriter:
     not stop cleanly (it may have died between a commit's steps and its run rows), every run
     is recomputed from ``steps`` for ``settle`` seconds, so that retries of a lost commit find
     the steps it left behind.
+
+    With a ``spool`` (:class:`~.spool.Spool`), a commit that fails because the store is
+    unreachable or refuses writes (:func:`~.errors.is_outage`) does not fail its batches: they
+    are appended to the spool (fsync'd) and their futures resolve as spooled.  While the spool
+    holds anything, new groups go behind it, so batches reach ClickHouse in the order they
+    were accepted; a drainer thread commits the spool's oldest records through the same commit
+    path and releases them only once they are stored, retrying with a growing delay (from
+    ``drain_retry`` up to ``max_drain_retry`` seconds) while the store stays down.  A spooled
+    batch may have been partly stored by the commit that failed, so its runs are always
+    checked for duplicates.  Only when the spool is full do futures fail again.
     """
 
     def __init__(self, client_factory, *, max_pending_spans: int = 200_000,
                  max_group_spans: int = 50_000, linger: float = 0.005,
                  busy_linger: float = 0.2, min_group_spans: int = 12288, busy_grace: float = 0.02,
                  ingest_margin: float = 3600.0, sole_writer: bool = False, settle: float = 600.0,
-                 max_known_runs: int = 10_000_000):
+                 max_known_runs: int = 10_000_000, spool: Spool | None = None,
+                 drain_retry: float = 0.5, max_drain_retry: float = 10.0):
         self._client_factory = client_factory
         self._client = None
         self.max_pending_spans = max_pending_spans
@@ -149,16 +162,43 @@ class BatchWriter:
         self.settle = settle
         self._stage_from: float | None = None  # monotonic time from which new runs are staged
         self._thread = threading.Thread(target=self._run, name="agenttrail-writer", daemon=True)
+        self.spool = spool
+        self.drain_retry, self.max_drain_retry = drain_retry, max_drain_retry
+        self._commit_lock = threading.Lock()  # the writer thread and the drainer share the commit state
+        self._drain_cond = threading.Condition()
+        self._drain_stop = False
+        self._drainer = (threading.Thread(target=self._drain, name="agenttrail-spool-drainer", daemon=True)
+                         if spool is not None else None)
         # Read by the server's /metrics: commits, spans inserted, spans skipped as already
         # stored, failed commits, spans refused because the queue was full, commit seconds, and
         # run rows written from the commit alone (new runs, staged) or recomputed from steps.
         self.stats = {"commits": 0, "spans_written": 0, "duplicates": 0, "failures": 0, "rejected": 0,
-                      "commit_seconds": 0.0, "runs_from_commit": 0, "runs_from_steps": 0}
+                      "commit_seconds": 0.0, "runs_from_commit": 0, "runs_from_steps": 0,
+                      # The spool: spans (and batches) appended and drained, spans refused because
+                      # it was full or could not be written, failed drain attempts, spans of
+                      # records that could not be decoded.
+                      "spooled_spans": 0, "spooled_batches": 0, "drained_spans": 0, "drained_batches": 0,
+                      "spool_refused": 0, "drain_failures": 0, "spool_unreadable": 0}
 
     def start(self) -> "BatchWriter":
-        """Start the commit thread."""
+        """Start the commit thread (and the spool's drainer, which replays what a previous
+        process left in the spool)."""
         self._thread.start()
+        if self._drainer is not None:
+            self._drainer.start()
         return self
+
+    def wrap_clients(self, wrapper) -> None:
+        """Open every later ClickHouse client as ``wrapper(client)`` and drop the open ones: the
+        hook tests use to make the store fail (or recover) under a running writer."""
+        factory = self._client_factory
+        self._client_factory = lambda: wrapper(factory())
+        self._client = None
+        self._drain_client = None
+
+    def spool_status(self) -> dict | None:
+        """The spool's backlog (:meth:`~.spool.Spool.status`), or None without a spool."""
+        return self.spool.status() if self.spool is not None else None
 
     @property
     def pending_spans(self) -> int:
@@ -217,12 +257,22 @@ class BatchWriter:
         return self.submit(batch).result(timeout)
 
     def close(self, timeout: float = 30.0) -> None:
-        """Commit what is queued, then stop the thread."""
+        """Commit (or spool) what is queued, then stop the threads.  What is still spooled stays
+        on disk for the next start."""
+        deadline = time.monotonic() + timeout
+        if self._drainer is not None:  # first: its commit may use the view the writer drops at exit
+            with self._drain_cond:
+                self._drain_stop = True
+                self._drain_cond.notify_all()
+            if self._drainer.is_alive():
+                self._drainer.join(timeout)
         with self._cond:
             self._closed = True
             self._cond.notify()
         if self._thread.is_alive():
-            self._thread.join(timeout)
+            self._thread.join(max(0.1, deadline - time.monotonic()))
+        if self.spool is not None and not self._thread.is_alive():
+            self.spool.close()
 
     # -- the commit thread -------------------------------------------------------------------
 
@@ -265,24 +315,104 @@ class BatchWriter:
                     return
                 continue
             spans = sum(len(b) for b, _ in group)
-            started = time.perf_counter()
             try:
-                results = self._commit([b for b, _ in group])
-            except Exception as exc:  # any failure: nothing in this group is acknowledged
-                log.warning("commit of %d spans failed: %s", spans, exc)
-                self.stats["failures"] += 1
-                self._client = None  # reconnect next time
-                error = StorageUnavailable(f"storage write failed: {exc}", retry_after=2)
-                for _, future in group:
-                    future.set_exception(error)
-            else:
-                for (_, future), result in zip(group, results):
-                    future.set_result(result)
+                if self.spool is not None and not self.spool.empty:
+                    self._to_spool(group)  # a backlog: queue behind it, in order
+                else:
+                    self._commit_group(group, spans)
             finally:
-                self.stats["commit_seconds"] += time.perf_counter() - started
                 with self._cond:
                     self._pending_spans -= spans
                     self._busy = bool(self._queue)
+
+    def _commit_group(self, group: list[tuple[Steps, Future]], spans: int) -> None:
+        started = time.perf_counter()
+        try:
+            with self._commit_lock:
+                if self._client is None:
+                    self._client = self._client_factory()
+                results = self._commit([b for b, _ in group], self._client)
+        except Exception as exc:  # any failure: nothing in this group is stored
+            log.warning("commit of %d spans failed: %s", spans, exc)
+            self.stats["failures"] += 1
+            self._client = None  # reconnect next time
+            if self.spool is not None and is_outage(exc):
+                self._to_spool(group)
+                return
+            error = StorageUnavailable(f"storage write failed: {exc}", retry_after=2)
+            for _, future in group:
+                future.set_exception(error)
+        else:
+            for (_, future), result in zip(group, results):
+                future.set_result(result)
+        finally:
+            self.stats["commit_seconds"] += time.perf_counter() - started
+
+    def _to_spool(self, group: list[tuple[Steps, Future]]) -> None:
+        """Append the group to the spool: the batches that fit are acknowledged as spooled, the
+        rest refused as retryable."""
+        now = time.time_ns() // 1_000_000
+        appended, reason = 0, "storage is unavailable and the spool is full"
+        try:
+            appended = self.spool.append([(batch_to_record(batch, now), len(batch)) for batch, _ in group])
+        except OSError as exc:
+            log.error("could not write to the spool %s: %s", self.spool.directory, exc)
+            reason = f"storage is unavailable and the spool cannot be written: {exc.strerror or exc}"
+        for i, (batch, future) in enumerate(group):
+            if i < appended:
+                self.stats["spooled_spans"] += len(batch)
+                self.stats["spooled_batches"] += 1
+                future.set_result(WriteResult(accepted=len(batch), spooled=True))
+            else:
+                self.stats["spool_refused"] += len(batch)
+                future.set_exception(StorageUnavailable(reason, retry_after=5))
+        if appended:
+            with self._drain_cond:
+                self._drain_cond.notify()
+
+    # -- the spool's drainer ---------------------------------------------------------------------
+
+    def _drain(self) -> None:
+        delay, self._drain_client = self.drain_retry, None
+        while True:
+            with self._drain_cond:
+                while self.spool.empty and not self._drain_stop:
+                    self._drain_cond.wait()
+                if self._drain_stop:
+                    return
+            records = self.spool.read(self.max_group_spans)
+            batches = []
+            for record, payload in records:
+                try:
+                    batches.append(record_to_batch(payload))
+                except ValueError as exc:  # its checksum held, so this is a version or a bug: say so
+                    log.error("spool record at segment %d, byte %d cannot be read (%s): dropping its %d spans",
+                              record.segment, record.offset, exc, record.spans)
+                    self.stats["spool_unreadable"] += record.spans
+            spans = sum(len(b) for b in batches)
+            started = time.perf_counter()
+            try:
+                with self._commit_lock:
+                    if batches:
+                        if self._drain_client is None:
+                            self._drain_client = self._client_factory()
+                        self._unsettle(set().union(*(b.runs() for b in batches)))  # maybe partly stored
+                        self._commit(batches, self._drain_client)
+            except Exception as exc:
+                self._drain_client = None
+                self.stats["drain_failures"] += 1
+                log.warning("draining %d spooled spans failed, retrying in %.1f s: %s", spans, delay, exc)
+                with self._drain_cond:
+                    if not self._drain_stop:
+                        self._drain_cond.wait(delay)
+                delay = min(delay * 2, self.max_drain_retry)
+                continue
+            finally:
+                self.stats["commit_seconds"] += time.perf_counter() - started
+            delay = self.drain_retry
+            self.spool.release(records[-1][0])
+            self.stats["drained_spans"] += spans
+            self.stats["drained_batches"] += len(batches)
 
     def _next_version(self) -> int:
         self._last_version = max(time.time_ns(), self._last_version + 1)
@@ -352,10 +482,11 @@ class BatchWriter:
             log.warning("more than %d runs with failed commits: checking every run for duplicates", _UNSETTLED_LIMIT)
             self._check_every_run, self._unsettled = True, set()
 
-    def _commit(self, batches: list[Steps]) -> list[WriteResult]:
-        if self._client is None:
-            self._client = self._client_factory()
-        client = self._client
+    def _commit(self, batches: list[Steps], client=None) -> list[WriteResult]:
+        if client is None:
+            if self._client is None:
+                self._client = self._client_factory()
+            client = self._client
         touched = set().union(*(b.runs() for b in batches))
         touched_parameters = _runs_parameters(touched)
         ingested = time.time_ns() // 1_000_000
