@@ -14,12 +14,14 @@ class Outage:
 
     While ``down``, every statement of a wrapped client raises OperationalError, the class
     clickhouse-connect raises when the server cannot be reached; with ``after_insert``, the
-    steps insert goes through and only what follows fails (a commit lost half-way).
+    server goes away only once the next steps insert has gone through (a commit lost
+    half-way: its steps stored, its run rows not).
     """
 
     def __init__(self, after_insert: bool = False):
         self.down = threading.Event()
         self.after_insert = after_insert
+        self.lost = threading.Event()  # after_insert: the insert went through, the server is gone
 
     def wrap(self, client):
         return _FailingClient(client, self)
@@ -30,14 +32,16 @@ class Outage:
 
     def __exit__(self, *exc):
         self.down.clear()
+        self.lost.clear()
 
 
 class _FailingClient:
     def __init__(self, client, outage: Outage):
         self._client, self._outage = client, outage
 
-    def _check(self, insert: bool = False) -> None:
-        if self._outage.down.is_set() and not (insert and self._outage.after_insert):
+    def _check(self) -> None:
+        outage = self._outage
+        if outage.down.is_set() and (not outage.after_insert or outage.lost.is_set()):
             raise OperationalError("Error HTTPConnectionPool(host='clickhouse', port=8123): "
                                    "Connection refused executing HTTP request attempt 1")
 
@@ -50,8 +54,11 @@ class _FailingClient:
         return self._client.command(*args, **kwargs)
 
     def raw_insert(self, *args, **kwargs):
-        self._check(insert=True)
-        return self._client.raw_insert(*args, **kwargs)
+        self._check()
+        result = self._client.raw_insert(*args, **kwargs)
+        if self._outage.down.is_set() and self._outage.after_insert:
+            self._outage.lost.set()
+        return result
 
     def __getattr__(self, name):
         return getattr(self._client, name)
