@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import logging
+import os
+import signal
+import socket
+import subprocess
+import sys
 
 import grpc
 import httpx
@@ -158,3 +164,66 @@ def test_without_a_spool_an_outage_is_answered_retry_later(make_server):
         assert _post(server, encode_spans(spans)).status_code == 503
     assert "spool" not in httpx.get(server.api_url + "/health").json()
     assert httpx.get(f"{server.api_url}/v1/runs/{run_id}").status_code == 404
+
+
+# -- a crash with a non-empty spool: `agenttrail serve` killed with SIGKILL, then restarted ------------
+
+
+def _job(action: str, data_dir) -> str:
+    done = subprocess.run([sys.executable, os.path.join(os.path.dirname(__file__), "spool_jobs.py"), action,
+                           str(data_dir)], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _serve(data_dir):
+    ports = {name: _free_port() for name in ("grpc", "http", "api")}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "agenttrail.service.cli", "serve", "--data-dir", str(data_dir), "--ingest-workers", "0",
+         "--grpc-port", str(ports["grpc"]), "--http-port", str(ports["http"]), "--api-port", str(ports["api"])],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    api = f"http://127.0.0.1:{ports['api']}"
+
+    def up():
+        assert proc.poll() is None, proc.stderr.read()
+        try:
+            return httpx.get(api + "/health", timeout=2).status_code in (200, 503)
+        except httpx.HTTPError:
+            return False
+
+    wait_for(up, timeout=90, what="agenttrail serve to answer")
+    return proc, api, f"http://127.0.0.1:{ports['http']}/v1/traces"
+
+
+def test_a_server_killed_with_a_spool_replays_it_on_restart_nothing_lost_nothing_doubled(tmp_path):
+    _job("refuse", tmp_path)  # ClickHouse now refuses inserts into steps (TOO_MANY_PARTS)
+    proc, api, traces = _serve(tmp_path)
+    runs = [record_support_run(fail_tool=i == 1) for i in range(4)]
+    try:
+        exporter = HttpExporter(endpoint=traces, timeout=20)
+        for spans, _ in runs:
+            assert exporter.export(spans) == SUCCESS
+        exporter.export(runs[0][0])  # an exporter's resend, acknowledged too
+        assert spool_of(api)["spans"] == 25
+        assert (tmp_path / "spool").is_dir()  # next to the embedded data
+        wait_for(lambda: metric(api, "agenttrail_spool_drain_failures_total") >= 1, what="a refused drain")
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(30)
+    _job("accept", tmp_path)
+    proc, api, _ = _serve(tmp_path)
+    try:
+        wait_for(lambda: spool_of(api)["batches"] == 0, timeout=90, what="the replay")
+        for i, (_, run_id) in enumerate(runs):
+            run = httpx.get(f"{api}/v1/runs/{run_id}", timeout=10).json()
+            assert (run["step_count"], run["status"], run["error_count"]) == (5, "ok", 1 if i == 1 else 0)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(60) == 0
+    assert json.loads(_job("count", tmp_path)) == {"rows": 23, "distinct": 23}  # 3 before + 4 runs of 5
