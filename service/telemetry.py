@@ -55,7 +55,7 @@ class IngestCollector:
         yield CounterMetricFamily("agenttrail_writer_commits", "Group commits to ClickHouse",
                                   value=stats["commits"])
         yield CounterMetricFamily("agenttrail_writer_commit_failures",
-                                  "Group commits that failed (their exports were answered retry_later)",
+                                  "Group commits that failed (their exports were spooled, or answered retry_later)",
                                   value=stats["failures"])
         yield CounterMetricFamily("agenttrail_writer_written_spans", "Spans inserted into steps",
                                   value=stats["spans_written"])

@@ -23,8 +23,9 @@ from .model import StepBatch, WriteResult
 from .native import INSERT_COLUMN_TYPES, INSERT_COLUMNS, EncodedSteps, NativeBlock, encode_block
 from .native_merge import merge_blocks
 from .runs_sql import COMMIT_INSERT_SETTINGS, COMMIT_VIEW_DDL, COMMIT_VIEW_DROP, RECOMPUTE_RUNS_SQL, WRITER_MARKER
+from .drain import SpoolDrainer
 from .spool import Spool
-from .spooled import batch_to_record, record_to_batch
+from .spooled import batch_to_record
 
 Steps = StepBatch | EncodedSteps
 
@@ -163,12 +164,8 @@ class BatchWriter:
         self._stage_from: float | None = None  # monotonic time from which new runs are staged
         self._thread = threading.Thread(target=self._run, name="agenttrail-writer", daemon=True)
         self.spool = spool
-        self.drain_retry, self.max_drain_retry = drain_retry, max_drain_retry
         self._commit_lock = threading.Lock()  # the writer thread and the drainer share the commit state
-        self._drain_cond = threading.Condition()
-        self._drain_stop = False
-        self._drainer = (threading.Thread(target=self._drain, name="agenttrail-spool-drainer", daemon=True)
-                         if spool is not None else None)
+        self._drain_client = None
         # Read by the server's /metrics: commits, spans inserted, spans skipped as already
         # stored, failed commits, spans refused because the queue was full, commit seconds, and
         # run rows written from the commit alone (new runs, staged) or recomputed from steps.
@@ -179,13 +176,16 @@ class BatchWriter:
                       # records that could not be decoded.
                       "spooled_spans": 0, "spooled_batches": 0, "drained_spans": 0, "drained_batches": 0,
                       "spool_refused": 0, "drain_failures": 0, "spool_unreadable": 0}
+        self.drainer = (SpoolDrainer(spool, self._commit_spooled, self.stats, max_group_spans=max_group_spans,
+                                     retry=drain_retry, max_retry=max_drain_retry)
+                        if spool is not None else None)
 
     def start(self) -> "BatchWriter":
         """Start the commit thread (and the spool's drainer, which replays what a previous
         process left in the spool)."""
         self._thread.start()
-        if self._drainer is not None:
-            self._drainer.start()
+        if self.drainer is not None:
+            self.drainer.start()
         return self
 
     def wrap_clients(self, wrapper) -> None:
@@ -260,12 +260,8 @@ class BatchWriter:
         """Commit (or spool) what is queued, then stop the threads.  What is still spooled stays
         on disk for the next start."""
         deadline = time.monotonic() + timeout
-        if self._drainer is not None:  # first: its commit may use the view the writer drops at exit
-            with self._drain_cond:
-                self._drain_stop = True
-                self._drain_cond.notify_all()
-            if self._drainer.is_alive():
-                self._drainer.join(timeout)
+        if self.drainer is not None:  # first: its commit may use the view the writer drops at exit
+            self.drainer.stop(timeout)
         with self._cond:
             self._closed = True
             self._cond.notify()
@@ -355,9 +351,9 @@ class BatchWriter:
         appended, reason = 0, "storage is unavailable and the spool is full"
         try:
             appended = self.spool.append([(batch_to_record(batch, now), len(batch)) for batch, _ in group])
-        except OSError as exc:
+        except Exception as exc:  # a disk error (or a batch that cannot be encoded): acknowledge nothing
             log.error("could not write to the spool %s: %s", self.spool.directory, exc)
-            reason = f"storage is unavailable and the spool cannot be written: {exc.strerror or exc}"
+            reason = f"storage is unavailable and the spool cannot be written: {getattr(exc, 'strerror', None) or exc}"
         for i, (batch, future) in enumerate(group):
             if i < appended:
                 self.stats["spooled_spans"] += len(batch)
@@ -367,52 +363,21 @@ class BatchWriter:
                 self.stats["spool_refused"] += len(batch)
                 future.set_exception(StorageUnavailable(reason, retry_after=5))
         if appended:
-            with self._drain_cond:
-                self._drain_cond.notify()
+            self.drainer.wake()
 
-    # -- the spool's drainer ---------------------------------------------------------------------
-
-    def _drain(self) -> None:
-        delay, self._drain_client = self.drain_retry, None
-        while True:
-            with self._drain_cond:
-                while self.spool.empty and not self._drain_stop:
-                    self._drain_cond.wait()
-                if self._drain_stop:
-                    return
-            records = self.spool.read(self.max_group_spans)
-            batches = []
-            for record, payload in records:
-                try:
-                    batches.append(record_to_batch(payload))
-                except ValueError as exc:  # its checksum held, so this is a version or a bug: say so
-                    log.error("spool record at segment %d, byte %d cannot be read (%s): dropping its %d spans",
-                              record.segment, record.offset, exc, record.spans)
-                    self.stats["spool_unreadable"] += record.spans
-            spans = sum(len(b) for b in batches)
-            started = time.perf_counter()
+    def _commit_spooled(self, batches: list[EncodedSteps]) -> None:
+        """The drainer's commit: the writer's, on a client of its own.  A spooled batch may have
+        been partly stored by the commit that failed (or by a drain a crash interrupted before
+        its release), so its runs are always checked for duplicates."""
+        with self._commit_lock:
             try:
-                with self._commit_lock:
-                    if batches:
-                        if self._drain_client is None:
-                            self._drain_client = self._client_factory()
-                        self._unsettle(set().union(*(b.runs() for b in batches)))  # maybe partly stored
-                        self._commit(batches, self._drain_client)
-            except Exception as exc:
-                self._drain_client = None
-                self.stats["drain_failures"] += 1
-                log.warning("draining %d spooled spans failed, retrying in %.1f s: %s", spans, delay, exc)
-                with self._drain_cond:
-                    if not self._drain_stop:
-                        self._drain_cond.wait(delay)
-                delay = min(delay * 2, self.max_drain_retry)
-                continue
-            finally:
-                self.stats["commit_seconds"] += time.perf_counter() - started
-            delay = self.drain_retry
-            self.spool.release(records[-1][0])
-            self.stats["drained_spans"] += spans
-            self.stats["drained_batches"] += len(batches)
+                if self._drain_client is None:
+                    self._drain_client = self._client_factory()
+                self._unsettle(set().union(*(b.runs() for b in batches)))
+                self._commit(batches, self._drain_client)
+            except BaseException:
+                self._drain_client = None  # reconnect next time
+                raise
 
     def _next_version(self) -> int:
         self._last_version = max(time.time_ns(), self._last_version + 1)

@@ -35,7 +35,8 @@ SUCCESS = SpanExportResult.SUCCESS
 def _outage(server, **kwargs) -> Outage:
     outage = Outage(**kwargs)
     server.store.writer.wrap_clients(outage.wrap)
-    server.store.writer.drain_retry = server.store.writer.max_drain_retry = 0.2
+    if server.store.writer.drainer is not None:
+        server.store.writer.drainer.retry = server.store.writer.drainer.max_retry = 0.2
     return outage
 
 

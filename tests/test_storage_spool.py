@@ -170,7 +170,7 @@ def test_a_payload_that_is_not_a_record_is_a_value_error(payload):
 def spooled_store(storage_dsn, database, tmp_path):
     """A store whose writer spools (in tmp_path/spool), with a quick drain retry."""
     s = Store.open(storage_dsn, database, spool_dir=str(tmp_path / "spool"), spool_max_bytes=1 << 20)
-    s.writer.drain_retry = s.writer.max_drain_retry = 0.2
+    s.writer.drainer.retry = s.writer.drainer.max_retry = 0.2
     yield s
     s.close()
     s.command(f"DROP DATABASE IF EXISTS {database}")
