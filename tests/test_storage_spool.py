@@ -234,3 +234,26 @@ def test_a_full_spool_refuses_and_nothing_refused_is_stored(storage_dsn, databas
     finally:
         store.close()
         store.command(f"DROP DATABASE IF EXISTS {database}")
+
+
+def test_a_spool_the_disk_refuses_refuses_the_batch_and_keeps_nothing_of_it(spooled_store, monkeypatch):
+    outage = Outage()
+    spooled_store.writer.wrap_clients(outage.wrap)
+    runs = [record_support_run() for _ in range(2)]
+
+    def disk_error(fd):
+        raise OSError(5, "Input/output error")
+
+    with outage:
+        with monkeypatch.context() as disk:  # the disk fails the fsync: nothing may be acknowledged
+            disk.setattr("agenttrail.storage.spool.os.fsync", disk_error)
+            with pytest.raises(StorageUnavailable, match="spool cannot be written: Input/output error"):
+                spooled_store.writer.write(_mapped(runs[0][0]), timeout=30)
+        assert spooled_store.spool_status()["batches"] == 0 and spooled_store.writer.stats["spool_refused"] == 5
+        assert spooled_store.writer.write(_mapped(runs[1][0]), timeout=30).spooled  # the disk is back
+    wait_for(lambda: spooled_store.spool_status()["batches"] == 0, what="the spool to drain")
+    assert {r for (r,) in spooled_store.query("SELECT DISTINCT run_id FROM steps").result_rows} == {runs[1][1]}
+    spooled_store.writer.spool.close()
+    reopened = Spool(spooled_store.writer.spool.directory, max_bytes=1 << 20)
+    assert reopened.empty  # the failed append left no record behind
+    reopened.close()
