@@ -14,7 +14,9 @@ releases them only once ClickHouse has them.  So the spool must survive a crash:
   are logged and cut off; records before it, and later segments, are kept.
 
 The spool is bounded by ``max_bytes`` of unreleased records; past it :meth:`append` takes no
-more, and the caller answers "retry later".  One process owns a spool directory (a lock file).
+more, and the caller answers "retry later".  One process owns a spool directory (a lock file);
+:meth:`Spool.claim` gives each process sharing a parent directory (replicas on one volume) a
+slot of its own, and a process that starts takes over a slot a stopped one left, spool and all.
 """
 
 from __future__ import annotations
@@ -41,6 +43,10 @@ _SEGMENT = re.compile(r"^seg-(\d{12})\.spool$")
 
 class SpoolError(StorageError):
     """The spool directory cannot be used (unwritable, taken by another process, bad size)."""
+
+
+class SpoolBusy(SpoolError):
+    """Another process holds this spool directory."""
 
 
 class SpoolRecord(NamedTuple):
@@ -82,12 +88,23 @@ class Spool:
             fcntl.flock(self._lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
             self._lock_file.close()
-            raise SpoolError(f"spool directory {self.directory} is in use by another agenttrail process "
+            raise SpoolBusy(f"spool directory {self.directory} is in use by another agenttrail process "
                              "(each receiver needs its own)") from None
         if not os.access(self.directory, os.W_OK | os.X_OK):
             self.close()
             raise SpoolError(f"spool directory {self.directory} is not writable")
         self._tail = self._load()  # appends go to the last segment there is
+
+    @classmethod
+    def claim(cls, parent: str, max_bytes: int, slots: int = 64) -> "Spool":
+        """The first free slot (``parent/0``, ``parent/1``, …) as this process's spool, so
+        that replicas given one directory each get their own."""
+        for slot in range(slots):
+            try:
+                return cls(os.path.join(parent, str(slot)), max_bytes)
+            except SpoolBusy:
+                continue
+        raise SpoolError(f"all {slots} spool slots under {os.path.abspath(parent)} are in use")
 
     # -- opening -----------------------------------------------------------------------------
 
@@ -296,4 +313,4 @@ def _fsync_dir(path: str) -> None:
         os.close(fd)
 
 
-__all__ = ["Spool", "SpoolError", "SpoolRecord"]
+__all__ = ["Spool", "SpoolBusy", "SpoolError", "SpoolRecord"]

@@ -37,7 +37,7 @@ class Store:
         migrate(self.client(), options)
         # With a spool, writes that fail because ClickHouse is down are kept on local disk and
         # committed once it is back (storage/spool.py); without one, they fail (retry later).
-        spool = Spool(spool_dir, spool_max_bytes) if spool_dir and spool_max_bytes > 0 else None
+        spool = Spool.claim(spool_dir, spool_max_bytes) if spool_dir and spool_max_bytes > 0 else None
         self.writer = BatchWriter(
             lambda: open_client(target, **self._settings),
             max_pending_spans=max_pending_spans,

@@ -128,7 +128,7 @@ def test_a_full_spool_answers_retry_later_on_both_transports_then_recovers(make_
 
 
 def test_a_damaged_spool_is_replayed_up_to_the_damage_and_the_server_starts(make_server, tmp_path, caplog):
-    directory = tmp_path / "left-behind"
+    directory = tmp_path / "left-behind" / "0"  # the first slot: taken by the next process to start
     runs = [record_support_run() for _ in range(3)]
     spool = Spool(str(directory), max_bytes=1 << 24)
     spool.append([(batch_to_record(EncodedSteps.of(map_export_request(encode_spans(spans)).batch, 0), 0), 5)
@@ -137,7 +137,7 @@ def test_a_damaged_spool_is_replayed_up_to_the_damage_and_the_server_starts(make
     segment = next(directory.glob("*.spool"))
     segment.write_bytes(segment.read_bytes()[:-40])  # the last record was torn by a crash
     with caplog.at_level(logging.ERROR, logger="agenttrail.storage.spool"):
-        server = make_server(spool_dir=str(directory))
+        server = make_server(spool_dir=str(directory.parent))
     assert "torn record" in caplog.text
     wait_for(lambda: spool_of(server.api_url)["batches"] == 0, what="the replay")
     assert [_run(server, run_id)["step_count"] for _, run_id in runs[:2]] == [5, 5]
@@ -152,10 +152,10 @@ def test_a_spool_directory_that_cannot_be_used_stops_the_start_naming_the_settin
         make_server(spool_dir=str(blocker / "spool"))
 
 
-def test_two_receivers_cannot_share_a_spool_directory(make_server, tmp_path):
-    make_server(spool_dir=str(tmp_path / "shared"))
-    with pytest.raises(SettingsError, match="spool_dir.*in use by another agenttrail process"):
-        make_server(spool_dir=str(tmp_path / "shared"))
+def test_receivers_given_one_spool_directory_take_a_slot_each(make_server, tmp_path):
+    first, second = (make_server(spool_dir=str(tmp_path / "shared")) for _ in range(2))
+    assert {first.store.writer.spool.directory, second.store.writer.spool.directory} == \
+        {str(tmp_path / "shared" / "0"), str(tmp_path / "shared" / "1")}
 
 
 def test_without_a_spool_an_outage_is_answered_retry_later(make_server):

@@ -127,6 +127,18 @@ def test_one_process_owns_a_spool_directory(tmp_path):
     Spool(str(tmp_path), max_bytes=1 << 20).close()
 
 
+def test_processes_sharing_a_parent_directory_claim_a_slot_each_and_reuse_freed_ones(tmp_path):
+    first = Spool.claim(str(tmp_path), max_bytes=1 << 20)
+    first.append([(b"left behind", 1)])
+    second = Spool.claim(str(tmp_path), max_bytes=1 << 20)
+    assert (first.directory, second.directory) == (str(tmp_path / "0"), str(tmp_path / "1"))
+    first.close()
+    third = Spool.claim(str(tmp_path), max_bytes=1 << 20)  # takes over the stopped one's spool
+    assert third.directory == str(tmp_path / "0") and _payloads(third) == [b"left behind"]
+    with pytest.raises(SpoolError, match="all 2 spool slots"):
+        Spool.claim(str(tmp_path), max_bytes=1 << 20, slots=2)
+
+
 @pytest.mark.parametrize("max_bytes", [0, -1])
 def test_a_spool_needs_a_positive_size(tmp_path, max_bytes):
     with pytest.raises(SpoolError, match="positive"):
