@@ -93,7 +93,12 @@ class Spool:
         if not os.access(self.directory, os.W_OK | os.X_OK):
             self.close()
             raise SpoolError(f"spool directory {self.directory} is not writable")
-        self._tail = self._load()  # appends go to the last segment there is
+        try:
+            self._tail = self._load()  # appends go to the last segment there is
+        except OSError as exc:
+            self.close()
+            raise SpoolError(f"spool directory {self.directory}: cannot read what it holds: "
+                             f"{exc.strerror or exc}") from None
 
     @classmethod
     def claim(cls, parent: str, max_bytes: int, slots: int = 64) -> "Spool":

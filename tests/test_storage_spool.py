@@ -267,3 +267,12 @@ def test_a_spool_the_disk_refuses_refuses_the_batch_and_keeps_nothing_of_it(spoo
         assert spooled_store.writer.write(_mapped(runs[1][0]), timeout=30).spooled  # the disk is back
     wait_for(lambda: spooled_store.spool_status()["batches"] == 0, what="the spool to drain")
     assert {r for (r,) in spooled_store.query("SELECT DISTINCT run_id FROM steps").result_rows} == {runs[1][1]}
+
+
+def test_a_segment_that_cannot_be_read_is_named_and_the_directory_released(tmp_path):
+    Spool(str(tmp_path), max_bytes=1 << 20).close()
+    (tmp_path / "seg-000000000000.spool").mkdir()  # where a segment file should be
+    with pytest.raises(SpoolError, match="cannot read what it holds"):
+        Spool(str(tmp_path), max_bytes=1 << 20)
+    os.rmdir(tmp_path / "seg-000000000000.spool")
+    Spool(str(tmp_path), max_bytes=1 << 20).close()  # the failed open let go of its lock
