@@ -7,10 +7,12 @@ import os
 import struct
 
 import pytest
+from clickhouse_connect.driver.exceptions import DatabaseError, OperationalError
 from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
 
 from agenttrail.receiver.mapping import map_export_request
 from agenttrail.storage import EncodedSteps, Store, StorageUnavailable
+from agenttrail.storage.errors import is_outage
 from agenttrail.storage.native import encode_block
 from agenttrail.storage.spool import Spool, SpoolError
 from agenttrail.storage.spooled import batch_to_record, decode_native, record_to_batch
@@ -276,3 +278,17 @@ def test_a_segment_that_cannot_be_read_is_named_and_the_directory_released(tmp_p
         Spool(str(tmp_path), max_bytes=1 << 20)
     os.rmdir(tmp_path / "seg-000000000000.spool")
     Spool(str(tmp_path), max_bytes=1 << 20).close()  # the failed open let go of its lock
+
+
+@pytest.mark.parametrize("error, outage", [
+    (OperationalError("Error executing HTTP request attempt 1"), True),
+    (DatabaseError("Code: 252. Too many parts (TOO_MANY_PARTS)", code=252), True),
+    (DatabaseError("Code: 164. Cannot execute query in readonly mode (READONLY)", code=164), True),
+    (DatabaseError("HTTP driver received HTTP status 502, server response: Bad Gateway"), True),
+    (DatabaseError("Code: 60. Unknown table expression identifier 'steps' (UNKNOWN_TABLE)", code=60), False),
+    (DatabaseError("HTTP driver received HTTP status 400"), False),
+    (ConnectionResetError(104, "Connection reset by peer"), True),
+    (ValueError("a bug"), False),
+])
+def test_only_errors_that_waiting_can_fix_are_outages(error, outage):
+    assert is_outage(error) is outage
