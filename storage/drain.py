@@ -60,34 +60,45 @@ class SpoolDrainer:
                     self._cond.wait()
                 if self._stop:
                     return
-            records = self.spool.read(self.max_group_spans)
-            batches = []
-            for record, payload in records:
-                try:
-                    batches.append(record_to_batch(payload))
-                except ValueError as exc:  # its checksum held, so this is a version or a bug: say so
-                    log.error("spool record at segment %d, byte %d cannot be read (%s): dropping its %d spans",
-                              record.segment, record.offset, exc, record.spans)
-                    self.stats["spool_unreadable"] += record.spans
-            spans = sum(len(b) for b in batches)
-            started = time.perf_counter()
             try:
-                if batches:
-                    self._commit(batches)
-            except Exception as exc:
-                self.stats["drain_failures"] += 1
-                log.warning("draining %d spooled spans failed, retrying in %.1f s: %s", spans, delay, exc)
-                with self._cond:
-                    if not self._stop:
-                        self._cond.wait(delay)
-                delay = min(delay * 2, self.max_retry)
+                drained = self._drain_once(delay)
+            except Exception:  # the spool's own files failed (or a bug): keep trying, never end the thread
+                log.exception("draining the spool %s failed", self.spool.directory)
+                drained = False
+            if drained:
+                delay = self.retry
                 continue
-            finally:
-                self.stats["commit_seconds"] += time.perf_counter() - started
-            delay = self.retry
-            self.spool.release(records[-1][0])
-            self.stats["drained_spans"] += spans
-            self.stats["drained_batches"] += len(batches)
+            with self._cond:
+                if not self._stop:
+                    self._cond.wait(delay)
+            delay = min(delay * 2, self.max_retry)
+
+    def _drain_once(self, delay: float) -> bool:
+        """Commit and release the oldest records; False if the commit failed."""
+        records = self.spool.read(self.max_group_spans)
+        batches = []
+        for record, payload in records:
+            try:
+                batches.append(record_to_batch(payload))
+            except ValueError as exc:  # its checksum held, so this is a version or a bug: say so
+                log.error("spool record at segment %d, byte %d cannot be read (%s): dropping its %d spans",
+                          record.segment, record.offset, exc, record.spans)
+                self.stats["spool_unreadable"] += record.spans
+        spans = sum(len(b) for b in batches)
+        started = time.perf_counter()
+        try:
+            if batches:
+                self._commit(batches)
+        except Exception as exc:
+            self.stats["drain_failures"] += 1
+            log.warning("draining %d spooled spans failed, retrying in %.1f s: %s", spans, delay, exc)
+            return False
+        finally:
+            self.stats["commit_seconds"] += time.perf_counter() - started
+        self.stats["drained_spans"] += spans
+        self.stats["drained_batches"] += len(batches)
+        self.spool.release(records[-1][0])
+        return True
 
 
 __all__ = ["SpoolDrainer"]

@@ -235,7 +235,9 @@ class Spool:
     # -- the drainer's side ----------------------------------------------------------------------
 
     def read(self, max_spans: int) -> list[tuple[SpoolRecord, bytes]]:
-        """The oldest records (at least one, if any; then up to ``max_spans`` spans) with their payloads."""
+        """The oldest records (at least one, if any; then up to ``max_spans`` spans) with their
+        payloads.  A record whose segment file has gone comes back with an empty payload (which
+        is no record: the drainer reports and drops it rather than wait for it forever)."""
         with self._lock:
             picked, spans = [], 0
             for record in self._records:
@@ -247,13 +249,21 @@ class Spool:
         try:
             for record in picked:
                 if record.segment not in handles:
-                    handles[record.segment] = open(os.path.join(self.directory, _segment_name(record.segment)), "rb")
+                    try:
+                        handles[record.segment] = open(os.path.join(self.directory, _segment_name(record.segment)), "rb")
+                    except FileNotFoundError:
+                        log.error("spool %s: %s has gone", self.directory, _segment_name(record.segment))
+                        handles[record.segment] = None
                 fh = handles[record.segment]
+                if fh is None:
+                    out.append((record, b""))
+                    continue
                 fh.seek(record.offset + _HEADER.size)
                 out.append((record, fh.read(record.size - _HEADER.size)))
         finally:
             for fh in handles.values():
-                fh.close()
+                if fh is not None:
+                    fh.close()
         return out
 
     def release(self, through: SpoolRecord) -> None:

@@ -292,3 +292,21 @@ def test_a_segment_that_cannot_be_read_is_named_and_the_directory_released(tmp_p
 ])
 def test_only_errors_that_waiting_can_fix_are_outages(error, outage):
     assert is_outage(error) is outage
+
+
+def test_a_segment_removed_under_the_drainer_is_reported_and_dropped_not_waited_for(spooled_store, caplog):
+    outage = Outage()
+    spooled_store.writer.wrap_clients(outage.wrap)
+    runs = [record_support_run() for _ in range(2)]
+    with outage:
+        for spans, _ in runs:
+            assert spooled_store.writer.write(_mapped(spans), timeout=30).spooled
+        directory = spooled_store.writer.spool.directory
+        for name in _segments(directory):  # someone cleans up the wrong directory
+            os.unlink(os.path.join(directory, name))
+        with caplog.at_level(logging.ERROR):
+            outage.down.clear()
+            wait_for(lambda: spooled_store.spool_status()["batches"] == 0, what="the spool to give up on them")
+    assert "has gone" in caplog.text and spooled_store.writer.stats["spool_unreadable"] == 10
+    assert spooled_store.writer.write(_mapped(runs[0][0]), timeout=30).accepted == 5  # and ingest goes on
+    assert _counts(spooled_store) == (5, 5)
