@@ -59,7 +59,7 @@ class Settings:
         "help": "processes that decode and map spans: 0 maps in the server process, -1 one per CPU core"})
     spool_dir: str = field(default="", metadata={
         "help": "where batches are kept while ClickHouse cannot take them (default: data_dir/spool); "
-                "one directory per receiver process"})
+                "each process takes a free slot in it (spool_dir/0, /1, ...)"})
     spool_max_bytes: int = field(default=1024 * MiB, metadata={
         "help": "bytes of batches the spool may hold before ingest answers 503 / UNAVAILABLE "
                 "during a storage outage (0 = no spool: refuse at once)"})
