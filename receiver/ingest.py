@@ -2,8 +2,9 @@
 
 decode (proto/) → map spans to steps (mapping.py), refusing projects the caller may not
 write to → encode them for ClickHouse (pool.py) → hand them to the storage writer → wait
-until they are durably written.  Only then does the transport answer
-success, so an acknowledged span is a stored span.
+until they are durably written: stored in ClickHouse or, while it is unavailable, in the
+storage's on-disk spool (fsync'd, committed once it is back).  Only then does the transport
+answer success, so an acknowledged span is never lost.
 """
 
 from __future__ import annotations
@@ -40,7 +41,7 @@ class IngestCounters:
 
     def __init__(self) -> None:
         self.exports: Counter[tuple[str, str]] = Counter()  # (transport, outcome) -> requests
-        self.accepted_spans = 0  # stored, or already stored (a retried duplicate)
+        self.accepted_spans = 0  # stored, already stored (a retried duplicate), or spooled
         self.refused_spans = 0  # refused one by one in a partial success (bad ids, times, projects)
 
     def answered(self, transport: str, outcome: str) -> None:

@@ -22,9 +22,10 @@ from agenttrail.receiver.otlp_http import create_http_receiver
 from agenttrail.receiver.pool import MappingPool
 from agenttrail.receiver.pricing import PriceTable
 from agenttrail.storage import Store
+from agenttrail.storage.spool import SpoolError
 from agenttrail.validator.auto import AutoValidator
 
-from .settings import Settings
+from .settings import Settings, SettingsError
 from .telemetry import add_metrics_endpoint
 
 log = logging.getLogger("agenttrail")
@@ -78,8 +79,12 @@ class Service:
         s = self.settings
         if not s.storage:
             os.makedirs(s.data_dir, exist_ok=True)
-        return Store.open(s.storage_dsn, s.database or None, ttl_days=s.ttl_days,
-                          cluster=s.cluster or None, max_pending_spans=s.max_pending_spans)
+        try:
+            return Store.open(s.storage_dsn, s.database or None, ttl_days=s.ttl_days,
+                              cluster=s.cluster or None, max_pending_spans=s.max_pending_spans,
+                              spool_dir=s.resolved_spool_dir, spool_max_bytes=s.spool_max_bytes)
+        except SpoolError as exc:
+            raise SettingsError(f"spool_dir: {exc}") from None
 
     def _mapping_options(self) -> MappingOptions:
         s = self.settings

@@ -57,6 +57,12 @@ class Settings:
         "help": "spans waiting to be written before ingest answers 503 / UNAVAILABLE"})
     ingest_workers: int = field(default=-1, metadata={
         "help": "processes that decode and map spans: 0 maps in the server process, -1 one per CPU core"})
+    spool_dir: str = field(default="", metadata={
+        "help": "where batches are kept while ClickHouse cannot take them (default: data_dir/spool); "
+                "each process takes a free slot in it (spool_dir/0, /1, ...)"})
+    spool_max_bytes: int = field(default=1024 * MiB, metadata={
+        "help": "bytes of batches the spool may hold before ingest answers 503 / UNAVAILABLE "
+                "during a storage outage (0 = no spool: refuse at once)"})
     write_timeout: float = field(default=8.0, metadata={
         "help": "seconds an export waits for its spans to be stored before answering retryable"})
     capture_content: bool = field(default=False, metadata={
@@ -75,6 +81,11 @@ class Settings:
         if self.storage:
             return self.storage
         return "chdb://" + os.path.join(os.path.abspath(self.data_dir), "clickhouse")
+
+    @property
+    def resolved_spool_dir(self) -> str:
+        """``spool_dir``, or ``spool`` under ``data_dir``."""
+        return os.path.abspath(self.spool_dir or os.path.join(self.data_dir, "spool"))
 
     @property
     def resolved_ingest_workers(self) -> int:
@@ -102,6 +113,9 @@ class Settings:
         for name in ("max_request_bytes", "max_inflight_bytes", "max_pending_spans", "max_value_bytes"):
             if getattr(self, name) <= 0:
                 raise SettingsError(f"{name} must be positive")
+        if self.spool_max_bytes < 0:
+            raise SettingsError(f"spool_max_bytes must be 0 (no spool) or a positive number of bytes, "
+                                f"not {self.spool_max_bytes}")
         if self.write_timeout <= 0 or self.ttl_days < 0:
             raise SettingsError("write_timeout must be positive and ttl_days not negative")
         if self.log_level not in ("debug", "info", "warning", "error"):

@@ -2,8 +2,9 @@
 
 What an operator needs to see before users notice: exports answered by outcome (a rising
 ``retry_later`` count is back-pressure, ``invalid`` a broken client), spans accepted and refused,
-mapping workers lost, and the writer's commits, failures, queue, commit time and where run rows came from (the
-commit alone, or a recompute from stored steps, which grows with the store).  Values are read
+mapping workers lost, the writer's commits, failures, queue, commit time and where run rows came from (the
+commit alone, or a recompute from stored steps, which grows with the store), and the spool's backlog
+while ClickHouse is unavailable (spooled, drained, refused because full).  Values are read
 from the receivers' and the writer's counters at scrape time; nothing is counted twice.
 Counters start at zero when the server starts, as Prometheus expects of a process's counters.
 """
@@ -41,7 +42,7 @@ class IngestCollector:
                 exports.add_metric([transport, outcome], self.counters.exports[(transport, outcome)])
         yield exports
         yield CounterMetricFamily("agenttrail_receiver_accepted_spans",
-                                  "Spans acknowledged to exporters (stored, or already stored)",
+                                  "Spans acknowledged to exporters (stored, already stored, or spooled)",
                                   value=self.counters.accepted_spans)
         yield CounterMetricFamily("agenttrail_receiver_refused_spans",
                                   "Spans refused one by one in a partial success (bad ids or times, "
@@ -54,7 +55,7 @@ class IngestCollector:
         yield CounterMetricFamily("agenttrail_writer_commits", "Group commits to ClickHouse",
                                   value=stats["commits"])
         yield CounterMetricFamily("agenttrail_writer_commit_failures",
-                                  "Group commits that failed (their exports were answered retry_later)",
+                                  "Group commits that failed (their exports were spooled, or answered retry_later)",
                                   value=stats["failures"])
         yield CounterMetricFamily("agenttrail_writer_written_spans", "Spans inserted into steps",
                                   value=stats["spans_written"])
@@ -78,6 +79,31 @@ class IngestCollector:
         yield GaugeMetricFamily("agenttrail_writer_pending_spans",
                                 "Spans accepted into the write queue and not yet committed",
                                 value=self.writer.pending_spans)
+        yield from self._spool(stats)
+
+    def _spool(self, stats):
+        """The spool's families (absent when ingest has no spool)."""
+        status = self.writer.spool_status()
+        if status is None:
+            return
+        for name, key, text in (
+                ("spooled_spans", "spooled_spans", "Spans acknowledged while ClickHouse could not take them, kept in the spool"),
+                ("spooled_batches", "spooled_batches", "Batches appended to the spool"),
+                ("drained_spans", "drained_spans", "Spooled spans committed to ClickHouse and released"),
+                ("drained_batches", "drained_batches", "Spooled batches committed to ClickHouse and released"),
+                ("full_refused_spans", "spool_refused", "Spans refused (retry_later) because the spool was full "
+                                                        "or could not be written"),
+                ("drain_failures", "drain_failures", "Attempts to commit spooled batches that failed (retried later)"),
+                ("unreadable_spans", "spool_unreadable", "Spans of spool records that could not be decoded (dropped)")):
+            yield CounterMetricFamily(f"agenttrail_spool_{name}", text, value=stats[key])
+        yield GaugeMetricFamily("agenttrail_spool_backlog_batches", "Batches in the spool", value=status["batches"])
+        yield GaugeMetricFamily("agenttrail_spool_backlog_spans", "Spans in the spool", value=status["spans"])
+        yield GaugeMetricFamily("agenttrail_spool_backlog_bytes", "Bytes of records in the spool", value=status["bytes"])
+        yield GaugeMetricFamily("agenttrail_spool_max_bytes", "The spool's bound (spool_max_bytes)",
+                                value=status["max_bytes"])
+        yield GaugeMetricFamily("agenttrail_spool_oldest_age_seconds",
+                                "Age of the oldest spooled batch (0 when the spool is empty)",
+                                value=status["oldest_age_s"])
 
 
 def add_metrics_endpoint(app: FastAPI, counters: IngestCounters, writer, pool=None) -> None:

@@ -120,3 +120,4 @@ class WriteResult:
 
     accepted: int
     duplicates: int = 0
+    spooled: bool = False  # on local disk, not yet in ClickHouse (the store was unavailable)

@@ -11,6 +11,7 @@ import threading
 from .client import StorageTarget, open_client, resolve_target
 from .errors import StorageUnavailable
 from .schema import SchemaOptions, migrate
+from .spool import Spool
 from .writer import BatchWriter
 
 
@@ -22,7 +23,8 @@ class Store:
     """
 
     def __init__(self, target: StorageTarget, options: SchemaOptions, *,
-                 max_pending_spans: int = 200_000, max_group_spans: int = 50_000):
+                 max_pending_spans: int = 200_000, max_group_spans: int = 50_000,
+                 spool_dir: str | None = None, spool_max_bytes: int = 0):
         self.target = target
         self.options = options
         self._local = threading.local()
@@ -33,11 +35,15 @@ class Store:
             {"distributed_foreground_insert": 1, "distributed_product_mode": "local"} if options.cluster else {}
         )
         migrate(self.client(), options)
+        # With a spool, writes that fail because ClickHouse is down are kept on local disk and
+        # committed once it is back (storage/spool.py); without one, they fail (retry later).
+        spool = Spool.claim(spool_dir, spool_max_bytes) if spool_dir and spool_max_bytes > 0 else None
         self.writer = BatchWriter(
             lambda: open_client(target, **self._settings),
             max_pending_spans=max_pending_spans,
             max_group_spans=max_group_spans,
             sole_writer=target.embedded,  # chDB binds its directory to this process
+            spool=spool,
         ).start()
 
     @classmethod
@@ -82,6 +88,10 @@ class Store:
         if _is_connection_error(exc):
             self._local.client = None
             raise StorageUnavailable(f"storage unreachable: {exc}") from exc
+
+    def spool_status(self) -> dict | None:
+        """The spool's backlog (batches, spans, bytes, oldest_age_s, max_bytes); None without a spool."""
+        return self.writer.spool_status()
 
     def ping(self) -> bool:
         """True when the store answers and agenttrail's tables are there."""

@@ -17,12 +17,15 @@ from collections import deque
 from concurrent.futures import Future
 from contextlib import contextmanager
 
-from .errors import Overloaded, StorageUnavailable
+from .errors import Overloaded, StorageUnavailable, is_outage
 from .known_runs import KnownRuns, run_keys
 from .model import StepBatch, WriteResult
 from .native import INSERT_COLUMN_TYPES, INSERT_COLUMNS, EncodedSteps, NativeBlock, encode_block
 from .native_merge import merge_blocks
 from .runs_sql import COMMIT_INSERT_SETTINGS, COMMIT_VIEW_DDL, COMMIT_VIEW_DROP, RECOMPUTE_RUNS_SQL, WRITER_MARKER
+from .drain import SpoolDrainer
+from .spool import Spool
+from .spooled import batch_to_record
 
 Steps = StepBatch | EncodedSteps
 
@@ -83,13 +86,21 @@ class BatchWriter:
     (:mod:`.known_runs`, up to ``max_known_runs``) and computes new runs' rows from the commit
     itself; after an unclean stop it recomputes every run from ``steps`` for ``settle`` seconds.
     Why each of these: docs/performance.md, "Why the writer is shaped as it is".
+
+    With a ``spool`` (:class:`~.spool.Spool`), a commit that fails because the store is
+    unreachable or refuses writes (:func:`~.errors.is_outage`) appends its batches to the spool
+    (fsync'd) and resolves them as spooled; while the spool holds anything, new groups go behind
+    it, so batches reach ClickHouse in the order they were accepted. A drainer thread
+    (:mod:`.drain`) commits the oldest records through the same commit path, always with the
+    duplicate check, and releases them only once stored. Only a full spool fails futures again.
     """
 
     def __init__(self, client_factory, *, max_pending_spans: int = 200_000,
                  max_group_spans: int = 50_000, linger: float = 0.005,
                  busy_linger: float = 0.2, min_group_spans: int = 12288, busy_grace: float = 0.02,
                  ingest_margin: float = 3600.0, sole_writer: bool = False, settle: float = 600.0,
-                 max_known_runs: int = 10_000_000):
+                 max_known_runs: int = 10_000_000, spool: Spool | None = None,
+                 drain_retry: float = 0.5, max_drain_retry: float = 10.0):
         self._client_factory = client_factory
         self._client = None
         self.max_pending_spans = max_pending_spans
@@ -117,16 +128,42 @@ class BatchWriter:
         self.settle = settle
         self._stage_from: float | None = None  # monotonic time from which new runs are staged
         self._thread = threading.Thread(target=self._run, name="agenttrail-writer", daemon=True)
+        self.spool = spool
+        self._commit_lock = threading.Lock()  # the writer thread and the drainer share the commit state
+        self._drain_client = None
         # Read by the server's /metrics: commits, spans inserted, spans skipped as already
         # stored, failed commits, spans refused because the queue was full, commit seconds, and
         # run rows written from the commit alone (new runs, staged) or recomputed from steps.
         self.stats = {"commits": 0, "spans_written": 0, "duplicates": 0, "failures": 0, "rejected": 0,
-                      "commit_seconds": 0.0, "runs_from_commit": 0, "runs_from_steps": 0}
+                      "commit_seconds": 0.0, "runs_from_commit": 0, "runs_from_steps": 0,
+                      # The spool: spans (and batches) appended and drained, spans refused because
+                      # it was full or could not be written, failed drain attempts, spans of
+                      # records that could not be decoded.
+                      "spooled_spans": 0, "spooled_batches": 0, "drained_spans": 0, "drained_batches": 0,
+                      "spool_refused": 0, "drain_failures": 0, "spool_unreadable": 0}
+        self.drainer = (SpoolDrainer(spool, self._commit_spooled, self.stats, max_group_spans=max_group_spans,
+                                     retry=drain_retry, max_retry=max_drain_retry)
+                        if spool is not None else None)
 
     def start(self) -> "BatchWriter":
-        """Start the commit thread."""
+        """Start the commit thread (and the spool's drainer, which replays what a previous
+        process left in the spool)."""
         self._thread.start()
+        if self.drainer is not None:
+            self.drainer.start()
         return self
+
+    def wrap_clients(self, wrapper) -> None:
+        """Open every later ClickHouse client as ``wrapper(client)`` and drop the open ones: the
+        hook tests use to make the store fail (or recover) under a running writer."""
+        factory = self._client_factory
+        self._client_factory = lambda: wrapper(factory())
+        self._client = None
+        self._drain_client = None
+
+    def spool_status(self) -> dict | None:
+        """The spool's backlog (:meth:`~.spool.Spool.status`), or None without a spool."""
+        return self.spool.status() if self.spool is not None else None
 
     @property
     def pending_spans(self) -> int:
@@ -185,12 +222,18 @@ class BatchWriter:
         return self.submit(batch).result(timeout)
 
     def close(self, timeout: float = 30.0) -> None:
-        """Commit what is queued, then stop the thread."""
+        """Commit (or spool) what is queued, then stop the threads.  What is still spooled stays
+        on disk for the next start."""
+        deadline = time.monotonic() + timeout
+        if self.drainer is not None:  # first: its commit may use the view the writer drops at exit
+            self.drainer.stop(timeout)
         with self._cond:
             self._closed = True
             self._cond.notify()
         if self._thread.is_alive():
-            self._thread.join(timeout)
+            self._thread.join(max(0.1, deadline - time.monotonic()))
+        if self.spool is not None and not self._thread.is_alive():
+            self.spool.close()
 
     # -- the commit thread -------------------------------------------------------------------
 
@@ -233,24 +276,73 @@ class BatchWriter:
                     return
                 continue
             spans = sum(len(b) for b, _ in group)
-            started = time.perf_counter()
             try:
-                results = self._commit([b for b, _ in group])
-            except Exception as exc:  # any failure: nothing in this group is acknowledged
-                log.warning("commit of %d spans failed: %s", spans, exc)
-                self.stats["failures"] += 1
-                self._client = None  # reconnect next time
-                error = StorageUnavailable(f"storage write failed: {exc}", retry_after=2)
-                for _, future in group:
-                    future.set_exception(error)
-            else:
-                for (_, future), result in zip(group, results):
-                    future.set_result(result)
+                if self.spool is not None and not self.spool.empty:
+                    self._to_spool(group)  # a backlog: queue behind it, in order
+                else:
+                    self._commit_group(group, spans)
             finally:
-                self.stats["commit_seconds"] += time.perf_counter() - started
                 with self._cond:
                     self._pending_spans -= spans
                     self._busy = bool(self._queue)
+
+    def _commit_group(self, group: list[tuple[Steps, Future]], spans: int) -> None:
+        started = time.perf_counter()
+        try:
+            with self._commit_lock:
+                if self._client is None:
+                    self._client = self._client_factory()
+                results = self._commit([b for b, _ in group], self._client)
+        except Exception as exc:  # any failure: nothing in this group is stored
+            log.warning("commit of %d spans failed: %s", spans, exc)
+            self.stats["failures"] += 1
+            self._client = None  # reconnect next time
+            if self.spool is not None and is_outage(exc):
+                self._to_spool(group)
+                return
+            error = StorageUnavailable(f"storage write failed: {exc}", retry_after=2)
+            for _, future in group:
+                future.set_exception(error)
+        else:
+            for (_, future), result in zip(group, results):
+                future.set_result(result)
+        finally:
+            self.stats["commit_seconds"] += time.perf_counter() - started
+
+    def _to_spool(self, group: list[tuple[Steps, Future]]) -> None:
+        """Append the group to the spool: the batches that fit are acknowledged as spooled, the
+        rest refused as retryable."""
+        now = time.time_ns() // 1_000_000
+        appended, reason = 0, "storage is unavailable and the spool is full"
+        try:
+            appended = self.spool.append([(batch_to_record(batch, now), len(batch)) for batch, _ in group])
+        except Exception as exc:  # a disk error (or a batch that cannot be encoded): acknowledge nothing
+            log.error("could not write to the spool %s: %s", self.spool.directory, exc)
+            reason = f"storage is unavailable and the spool cannot be written: {getattr(exc, 'strerror', None) or exc}"
+        for i, (batch, future) in enumerate(group):
+            if i < appended:
+                self.stats["spooled_spans"] += len(batch)
+                self.stats["spooled_batches"] += 1
+                future.set_result(WriteResult(accepted=len(batch), spooled=True))
+            else:
+                self.stats["spool_refused"] += len(batch)
+                future.set_exception(StorageUnavailable(reason, retry_after=5))
+        if appended:
+            self.drainer.wake()
+
+    def _commit_spooled(self, batches: list[EncodedSteps]) -> None:
+        """The drainer's commit: the writer's, on a client of its own.  A spooled batch may have
+        been partly stored by the commit that failed (or by a drain a crash interrupted before
+        its release), so its runs are always checked for duplicates."""
+        with self._commit_lock:
+            try:
+                if self._drain_client is None:
+                    self._drain_client = self._client_factory()
+                self._unsettle(set().union(*(b.runs() for b in batches)))
+                self._commit(batches, self._drain_client)
+            except BaseException:
+                self._drain_client = None  # reconnect next time
+                raise
 
     def _next_version(self) -> int:
         self._last_version = max(time.time_ns(), self._last_version + 1)
@@ -320,10 +412,11 @@ class BatchWriter:
             log.warning("more than %d runs with failed commits: checking every run for duplicates", _UNSETTLED_LIMIT)
             self._check_every_run, self._unsettled = True, set()
 
-    def _commit(self, batches: list[Steps]) -> list[WriteResult]:
-        if self._client is None:
-            self._client = self._client_factory()
-        client = self._client
+    def _commit(self, batches: list[Steps], client=None) -> list[WriteResult]:
+        if client is None:
+            if self._client is None:
+                self._client = self._client_factory()
+            client = self._client
         touched = set().union(*(b.runs() for b in batches))
         touched_parameters = _runs_parameters(touched)
         ingested = time.time_ns() // 1_000_000

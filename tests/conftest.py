@@ -44,10 +44,12 @@ def store(storage_dsn, database):
 
 
 @pytest.fixture
-def make_server(storage_dsn, database):
+def make_server(storage_dsn, database, tmp_path):
     """Start an in-process agenttrail server (ephemeral ports) with settings overrides.
 
-    The server uses this test's database; every server started is stopped after the test.
+    The server uses this test's database and a spool directory of its own (its default lives
+    under data_dir, shared by every process that leaves it unset); every server started is
+    stopped after the test.
     """
     from agenttrail.service.app import Service
     from agenttrail.service.settings import Settings
@@ -58,7 +60,8 @@ def make_server(storage_dsn, database):
         # ingest_workers=0 maps in-process: spawning worker processes for every test server
         # would add seconds each; tests/test_receiver_workers.py covers the process pool.
         values = dict(host="127.0.0.1", grpc_port=0, http_port=0, api_port=0,
-                      storage=storage_dsn, database=database, ingest_workers=0)
+                      storage=storage_dsn, database=database, ingest_workers=0,
+                      spool_dir=str(tmp_path / f"spool{len(started)}"))
         values.update(overrides)
         service = Service(Settings(**values).validate()).start()
         started.append(service)

@@ -113,7 +113,8 @@ def test_exporter_retry_lands_after_storage_recovers(server):
 
 
 def test_health_reports_storage_state(server):
-    assert httpx.get(server.api_url + "/health").json() == {"status": "ok", "storage": "ok"}
+    empty_spool = {"batches": 0, "spans": 0, "bytes": 0, "oldest_age_s": 0.0, "max_bytes": 1024 ** 3}
+    assert httpx.get(server.api_url + "/health").json() == {"status": "ok", "storage": "ok", "spool": empty_spool}
     with StorageOutage(server.store):
         response = httpx.get(server.api_url + "/health")
         assert response.status_code == 503 and response.json()["storage"] == "unreachable"

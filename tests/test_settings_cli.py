@@ -42,6 +42,8 @@ def test_api_keys_from_file_and_env(tmp_path):
     ("api_keys:\n  - {key: long-enough-key, colour: red}\n", "invalid keys: colour"),
     ("capture_content: maybe\n", "capture_content"),
     ("a: &a [*a, *a]\n", "invalid keys: a"),
+    ("spool_max_bytes: [1]\n", "spool_max_bytes"),
+    ("spool_dir: {a: 1}\n", "spool_dir"),
 ])
 def test_bad_config_files_name_the_problem(tmp_path, content, message):
     config = tmp_path / "bad.yaml"
@@ -57,6 +59,9 @@ def test_bad_config_files_name_the_problem(tmp_path, content, message):
     ({"AGENTTRAIL_MAX_REQUEST_BYTES": "-5"}, "max_request_bytes must be positive"),
     ({"AGENTTRAIL_LOG_LEVEL": "loud"}, "log_level"),
     ({"AGENTTRAIL_API_KEYS": "a:b:c:d"}, "more than key:scopes:projects"),
+    ({"AGENTTRAIL_SPOOL_MAX_BYTES": "-1"}, "spool_max_bytes must be 0 \\(no spool\\) or a positive number"),
+    ({"AGENTTRAIL_SPOOL_MAX_BYTES": "1G"}, "AGENTTRAIL_SPOOL_MAX_BYTES"),
+    ({"AGENTTRAIL_SPOOL_MAX_BYTES": "9" * 5000}, "AGENTTRAIL_SPOOL_MAX_BYTES"),
 ])
 def test_bad_environment_values_name_the_variable(env, message):
     with pytest.raises(SettingsError, match=message):
@@ -116,3 +121,19 @@ def test_cli_serves_on_the_embedded_store_and_stops_cleanly(tmp_path):
         proc.send_signal(signal.SIGTERM)
         out, err = proc.communicate(timeout=60)
     assert proc.returncode == 0, err
+
+
+def test_spool_settings_default_next_to_the_data_and_take_a_configured_directory(tmp_path):
+    s = load_settings({"data_dir": str(tmp_path)}, {})
+    assert (s.resolved_spool_dir, s.spool_max_bytes) == (str(tmp_path / "spool"), 1024 ** 3)
+    s = load_settings({}, {"AGENTTRAIL_SPOOL_DIR": str(tmp_path / "elsewhere"), "AGENTTRAIL_SPOOL_MAX_BYTES": "0"})
+    assert (s.resolved_spool_dir, s.spool_max_bytes) == (str(tmp_path / "elsewhere"), 0)
+
+
+def test_cli_names_a_spool_directory_it_cannot_use_and_exits_2(tmp_path):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a directory")
+    refused = _cli("serve", "--data-dir", str(tmp_path), "--spool-dir", str(blocker / "spool"),
+                   "--grpc-port", str(_free_port()), "--http-port", str(_free_port()), "--api-port", str(_free_port()))
+    assert refused.returncode == 2 and "spool_dir" in refused.stderr and "a-file" in refused.stderr
+    assert _cli("serve", "--spool-max-bytes", "-5").returncode == 2
