@@ -126,7 +126,7 @@ def time_requests(port: int, plan: list[tuple[str, list[str], int]], out) -> Non
     out.send(results)
 
 
-def bench(port: int, store: Store, projects: int, repeat: int) -> dict:
+def bench(port: int, store: Store, projects: int, repeat: int, only: str | None = None) -> dict:
     rng = random.Random(7)
     run_ids = [r[0] for r in store.query("SELECT run_id FROM runs ORDER BY cityHash64(run_id) LIMIT 500").result_rows]
     failed_ids = [r[0] for r in store.query("SELECT run_id FROM runs WHERE status = 'error' "
@@ -162,6 +162,8 @@ def bench(port: int, store: Store, projects: int, repeat: int) -> dict:
         ("failures by fingerprint, 24 h", lambda i: (f"/v1/projects/{proj(i)}/failures",
                                                      {"group_by": "fingerprint"})),
     ]
+    if only:
+        cases = [case for case in cases if only in case[0]]
     slow = ("projects", "run list, no filter", "run list, tool+has_errors")
     plan = []
     for label, paths in cases:
@@ -198,6 +200,7 @@ def main(argv=None) -> None:
     parser.add_argument("--repeat", type=int, default=300, help="requests per endpoint (p99 of 100 would be the second-worst)")
     parser.add_argument("--data", help="chDB data directory (default: a temporary one)")
     parser.add_argument("--keep", action="store_true", help="reuse --data if it already holds the runs")
+    parser.add_argument("--only", help="time only the endpoints whose label contains this text (e.g. failures)")
     args = parser.parse_args(argv)
     data = args.data or tempfile.mkdtemp(prefix="agenttrail-bench-")
     store = Store.open(f"chdb://{data}", "bench")
@@ -213,7 +216,7 @@ def main(argv=None) -> None:
     print(f"store: {counts[0]:,} runs, {counts[1]:,} steps; active parts {dict(parts)}", flush=True)
     port, server = serve(store)
     try:
-        bench(port, store, args.projects, args.repeat)
+        bench(port, store, args.projects, args.repeat, args.only)
     finally:
         server.should_exit = True
         store.close()
