@@ -7,11 +7,12 @@ from fastapi import FastAPI
 from agenttrail.service.auth import KeyRing
 from agenttrail.storage import Store
 
-from . import events, health, metrics, projects, runbooks, runs, sessions
+from . import agent_runs, events, failures, health, metrics, projects, rca_runs, runbooks, runs, sessions
 from .errors import install_error_handlers
 
 ROUTERS = [health.router, runs.router, projects.router, sessions.router, metrics.router,
-           events.router, runbooks.router]
+           events.router, runbooks.router, failures.router,
+           agent_runs.router, rca_runs.router]
 
 
 def create_app(store: Store, keyring: KeyRing | None = None) -> FastAPI:

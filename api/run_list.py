@@ -6,6 +6,9 @@ from typing import Literal
 
 from fastapi import Query
 
+from agenttrail.analysis import FAILURE_CATEGORIES
+from agenttrail.analysis.runs import LOOP_MIN_CALLS, analyse_run
+from agenttrail.storage.failures import page_steps
 from agenttrail.storage.queries import RunFilter, list_runs
 from agenttrail.storage.runs import latest_verdicts
 
@@ -14,6 +17,7 @@ from .serialize import iso, run_json
 
 RunStatus = Literal["ok", "error", "in_progress"]
 ValidationStatus = Literal["passed", "failed", "incomplete", "none"]
+FailureCategory = Literal[FAILURE_CATEGORIES]
 
 
 class RunListParams:
@@ -36,6 +40,8 @@ class RunListParams:
         validation_status: ValidationStatus | None = Query(
             None, description="Status of the run's latest validation: passed, failed, incomplete, "
                               "or none for runs never validated."),
+        failure_category: FailureCategory | None = Query(
+            None, description="Only runs with a failed step of this category (docs/failures.md)."),
         sort: str = Query("-started_at", max_length=32,
                           description="Order: started_at, duration_ms, cost_usd, total_tokens, "
                                       "step_count or error_count; prefix - for descending."),
@@ -49,18 +55,30 @@ class RunListParams:
         self.limit = limit
         self.values = dict(status=status, agent=agent, service=service, session=session, tool=tool,
                            model=model, has_errors=has_errors, min_cost=min_cost,
-                           validation_status=validation_status)
+                           validation_status=validation_status, failure_category=failure_category)
 
     def filters(self, projects: frozenset[str] | None) -> RunFilter:
         """The storage filter for a caller limited to ``projects``."""
         return RunFilter(projects=projects, since_ns=self.since_ns, until_ns=self.until_ns, **self.values)
 
 
+def _may_have_failure(row: dict) -> bool:
+    """Whether a run can have a failure block, from its row alone: a failed step (retries need
+    one too), or enough repeated tool calls for a loop.  The other runs' steps are not read:
+    reading a page's steps costs per run, since a run's steps sit in a granule of every part.
+    (A failure on a step whose status is not ERROR — a content filter, an empty retrieval —
+    shows in the run's detail only.)"""
+    return row["error_count"] > 0 or row["tool_calls"] - len(row["tools"]) >= LOOP_MIN_CALLS - 1
+
+
 def run_list(store, projects: frozenset[str] | None, params: RunListParams) -> dict:
     """``{"runs": [...], "next_cursor": ...}`` for one page; each run carries the status of its
-    latest validation (``validation``: null when never validated)."""
+    latest validation (``validation``: null when never validated) and its ``failure`` block
+    (null when nothing failed, was retried or looped), from one read of the page's steps."""
     rows, last = list_runs(store, params.filters(projects), params.page, params.limit)
-    verdicts = latest_verdicts(store, [(r["project_id"], r["run_id"]) for r in rows])
+    keys = [(r["project_id"], r["run_id"]) for r in rows]
+    verdicts = latest_verdicts(store, keys)
+    steps = page_steps(store, [(r["project_id"], r["run_id"]) for r in rows if _may_have_failure(r)])
     runs = []
     for row in rows:
         body = run_json(row)
@@ -69,5 +87,6 @@ def run_list(store, projects: frozenset[str] | None, params: RunListParams) -> d
             "validation_id": verdict["validation_id"], "status": verdict["status"],
             "runbook_name": verdict["runbook_name"], "runbook_version": verdict["runbook_version"],
             "created_at": iso(verdict["created_at"])}
+        body["failure"] = analyse_run(row, steps.get((row["project_id"], row["run_id"]), []))
         runs.append(body)
     return {"runs": runs, "next_cursor": run_cursor(params.page, last)}
