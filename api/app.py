@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import threading
+
 from fastapi import FastAPI
 
 from agenttrail.service.auth import KeyRing
 from agenttrail.storage import Store
 
-from . import events, health, metrics, projects, runbooks, runs, sessions
+from . import events, health, metrics, projects, runbooks, runs, sessions, stream
 from .errors import install_error_handlers
 
-ROUTERS = [health.router, runs.router, projects.router, sessions.router, metrics.router,
+# stream before runs: /v1/runs/stream must not be read as a run id.
+ROUTERS = [health.router, stream.router, runs.router, projects.router, sessions.router, metrics.router,
            events.router, runbooks.router]
 
 
@@ -20,6 +23,8 @@ def create_app(store: Store, keyring: KeyRing | None = None) -> FastAPI:
                   description="Runs and steps of AI agents, from OpenTelemetry traces.")
     app.state.store = store
     app.state.keyring = keyring or KeyRing()
+    app.state.stopping = threading.Event()  # set on shutdown: open event streams end
+    app.state.open_streams = 0
     install_error_handlers(app)
     for router in ROUTERS:
         app.include_router(router)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from fastapi import Query
+from fastapi import Depends, Query
 
 from agenttrail.storage.queries import RunFilter, list_runs
 from agenttrail.storage.runs import latest_verdicts
@@ -16,8 +16,9 @@ RunStatus = Literal["ok", "error", "in_progress"]
 ValidationStatus = Literal["passed", "failed", "incomplete", "none"]
 
 
-class RunListParams:
-    """Filters, order and page of a run list, as query parameters (validated on arrival)."""
+class RunFilterParams:
+    """The run list's filters, as query parameters (validated on arrival); shared by the list
+    and the live stream so both narrow runs the same way."""
 
     def __init__(
         self,
@@ -36,17 +37,8 @@ class RunListParams:
         validation_status: ValidationStatus | None = Query(
             None, description="Status of the run's latest validation: passed, failed, incomplete, "
                               "or none for runs never validated."),
-        sort: str = Query("-started_at", max_length=32,
-                          description="Order: started_at, duration_ms, cost_usd, total_tokens, "
-                                      "step_count or error_count; prefix - for descending."),
-        limit: int = limit_query(),
-        cursor: str | None = Query(None, max_length=512,
-                                   description="next_cursor of the previous page, unchanged."),
     ):
         self.since_ns, self.until_ns = time_window(since, until, None)
-        self.sort, self.descending = parse_sort(sort)
-        self.page = run_page(cursor, self.sort, self.descending)
-        self.limit = limit
         self.values = dict(status=status, agent=agent, service=service, session=session, tool=tool,
                            model=model, has_errors=has_errors, min_cost=min_cost,
                            validation_status=validation_status)
@@ -56,10 +48,32 @@ class RunListParams:
         return RunFilter(projects=projects, since_ns=self.since_ns, until_ns=self.until_ns, **self.values)
 
 
-def run_list(store, projects: frozenset[str] | None, params: RunListParams) -> dict:
-    """``{"runs": [...], "next_cursor": ...}`` for one page; each run carries the status of its
-    latest validation (``validation``: null when never validated)."""
-    rows, last = list_runs(store, params.filters(projects), params.page, params.limit)
+class RunListParams:
+    """Filters, order and page of a run list, as query parameters (validated on arrival)."""
+
+    def __init__(
+        self,
+        filter_params: RunFilterParams = Depends(),
+        sort: str = Query("-started_at", max_length=32,
+                          description="Order: started_at, duration_ms, cost_usd, total_tokens, "
+                                      "step_count or error_count; prefix - for descending."),
+        limit: int = limit_query(),
+        cursor: str | None = Query(None, max_length=512,
+                                   description="next_cursor of the previous page, unchanged."),
+    ):
+        self.filter_params = filter_params
+        self.sort, self.descending = parse_sort(sort)
+        self.page = run_page(cursor, self.sort, self.descending)
+        self.limit = limit
+
+    def filters(self, projects: frozenset[str] | None) -> RunFilter:
+        """The storage filter for a caller limited to ``projects``."""
+        return self.filter_params.filters(projects)
+
+
+def with_verdicts(store, rows: list[dict]) -> list[dict]:
+    """Run rows as the API shows them, each with the status of its latest validation
+    (``validation``: null when never validated)."""
     verdicts = latest_verdicts(store, [(r["project_id"], r["run_id"]) for r in rows])
     runs = []
     for row in rows:
@@ -70,4 +84,11 @@ def run_list(store, projects: frozenset[str] | None, params: RunListParams) -> d
             "runbook_name": verdict["runbook_name"], "runbook_version": verdict["runbook_version"],
             "created_at": iso(verdict["created_at"])}
         runs.append(body)
-    return {"runs": runs, "next_cursor": run_cursor(params.page, last)}
+    return runs
+
+
+def run_list(store, projects: frozenset[str] | None, params: RunListParams) -> dict:
+    """``{"runs": [...], "next_cursor": ...}`` for one page; each run carries the status of its
+    latest validation (``validation``: null when never validated)."""
+    rows, last = list_runs(store, params.filters(projects), params.page, params.limit)
+    return {"runs": with_verdicts(store, rows), "next_cursor": run_cursor(params.page, last)}
