@@ -8,6 +8,7 @@ from fastapi import FastAPI
 
 from agenttrail.service.auth import KeyRing
 from agenttrail.storage import Store
+from agenttrail.ui import mount_ui
 
 from . import events, health, metrics, projects, runbooks, runs, sessions, stream
 from .errors import install_error_handlers
@@ -28,4 +29,5 @@ def create_app(store: Store, keyring: KeyRing | None = None) -> FastAPI:
     install_error_handlers(app)
     for router in ROUTERS:
         app.include_router(router)
+    mount_ui(app)
     return app
