@@ -3,7 +3,6 @@ server fed by the OpenTelemetry SDK's own exporter."""
 
 from __future__ import annotations
 
-import os
 import re
 
 import pytest
@@ -12,12 +11,11 @@ from api_helpers import ADMIN, KEYS, READ_A
 from otel_helpers import record_support_run
 from ui_helpers import record_long_run, seed, send
 
-CHROMIUM = "/usr/bin/chromium"
+CHROMIUM = "/usr/bin/chromium"  # Debian's package; .ci/run installs it when missing
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
         "--disable-component-update", "--disable-sync", "--no-first-run"]
 WAIT_MS = 20_000  # a hang guard for each wait, not a speed check (bench/ui_bench.py measures)
 
-pytestmark = pytest.mark.skipif(not os.path.exists(CHROMIUM), reason="needs Debian's chromium (.ci/run installs it)")
 
 
 @pytest.fixture(scope="module")
