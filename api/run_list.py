@@ -6,6 +6,9 @@ from typing import Literal
 
 from fastapi import Depends, Query
 
+from agenttrail.analysis import FAILURE_CATEGORIES
+from agenttrail.analysis.runs import analyse_run
+from agenttrail.storage.failures import page_steps
 from agenttrail.storage.queries import RunFilter, list_runs
 from agenttrail.storage.runs import latest_verdicts
 
@@ -14,6 +17,7 @@ from .serialize import iso, run_json
 
 RunStatus = Literal["ok", "error", "in_progress"]
 ValidationStatus = Literal["passed", "failed", "incomplete", "none"]
+FailureCategory = Literal[FAILURE_CATEGORIES]
 
 
 class RunFilterParams:
@@ -37,11 +41,13 @@ class RunFilterParams:
         validation_status: ValidationStatus | None = Query(
             None, description="Status of the run's latest validation: passed, failed, incomplete, "
                               "or none for runs never validated."),
+        failure_category: FailureCategory | None = Query(
+            None, description="Only runs with a failed step of this category (docs/failures.md)."),
     ):
         self.since_ns, self.until_ns = time_window(since, until, None)
         self.values = dict(status=status, agent=agent, service=service, session=session, tool=tool,
                            model=model, has_errors=has_errors, min_cost=min_cost,
-                           validation_status=validation_status)
+                           validation_status=validation_status, failure_category=failure_category)
 
     def filters(self, projects: frozenset[str] | None) -> RunFilter:
         """The storage filter for a caller limited to ``projects``."""
@@ -73,8 +79,11 @@ class RunListParams:
 
 def with_verdicts(store, rows: list[dict]) -> list[dict]:
     """Run rows as the API shows them, each with the status of its latest validation
-    (``validation``: null when never validated)."""
-    verdicts = latest_verdicts(store, [(r["project_id"], r["run_id"]) for r in rows])
+    (``validation``: null when never validated) and its ``failure`` block (null when nothing
+    failed, was retried or looped), from one read of the rows' steps."""
+    keys = [(r["project_id"], r["run_id"]) for r in rows]
+    verdicts = latest_verdicts(store, keys)
+    steps = page_steps(store, keys)
     runs = []
     for row in rows:
         body = run_json(row)
@@ -83,12 +92,13 @@ def with_verdicts(store, rows: list[dict]) -> list[dict]:
             "validation_id": verdict["validation_id"], "status": verdict["status"],
             "runbook_name": verdict["runbook_name"], "runbook_version": verdict["runbook_version"],
             "created_at": iso(verdict["created_at"])}
+        body["failure"] = analyse_run(row, steps.get((row["project_id"], row["run_id"]), []))
         runs.append(body)
     return runs
 
 
 def run_list(store, projects: frozenset[str] | None, params: RunListParams) -> dict:
-    """``{"runs": [...], "next_cursor": ...}`` for one page; each run carries the status of its
-    latest validation (``validation``: null when never validated)."""
+    """``{"runs": [...], "next_cursor": ...}`` for one page, each run as :func:`with_verdicts`
+    shows it."""
     rows, last = list_runs(store, params.filters(projects), params.page, params.limit)
     return {"runs": with_verdicts(store, rows), "next_cursor": run_cursor(params.page, last)}
