@@ -1,33 +1,56 @@
-// Failures of one project: the failure breakdown from GET /v1/projects/{p}/failures where the
-// server has it; otherwise built from what every server answers: the summary's failing tools
-// and the failed steps of recent failing runs, grouped by tool, error type and message.
+// Failures of one project: the failure breakdown of GET /v1/projects/{p}/failures (grouped by
+// category, tool, fingerprint, agent or model), and the summary's failing tools. A server
+// without failure analysis gets a breakdown built from recent failing runs' failed steps.
 
 import { ApiError, get } from "./api.js";
 import { WINDOWS, pooled, projectPicker, windowPicker } from "./overview.js";
-import { fmtNum, h, notice, shortId } from "./util.js";
+import { navigate } from "./main.js";
+import { ago, fmtNum, h, notice, shortId } from "./util.js";
 
-const RUN_ID = /^[0-9a-f]{32}$/;
+const GROUPS = { category: "category", tool: "tool", fingerprint: "error fingerprint", agent: "agent", model: "model" };
 
-function cell(key, value) {
-  if (typeof value === "string" && RUN_ID.test(value)) return h("a", { href: `/runs/${value}` }, shortId(value));
-  if (Array.isArray(value) && value.every((v) => typeof v === "string" && RUN_ID.test(v))) {
-    return value.slice(0, 5).map((v) => [h("a", { href: `/runs/${v}` }, shortId(v)), " "]);
-  }
-  if (value && typeof value === "object") return h("code", {}, JSON.stringify(value).slice(0, 200));
-  return value === null || value === undefined ? "–" : String(value);
+// Where a group's runs are listed: the run list filter matching the grouping, when there is one.
+function groupRuns(project, groupBy, key) {
+  const filter = { category: "failure_category", tool: "tool", agent: "agent", model: "model" }[groupBy];
+  if (!filter || !key) return null;
+  return `/runs?${new URLSearchParams({ project_id: project, [filter]: key, has_errors: "true" })}`;
 }
 
-// Any list of records in the answer becomes a table: the breakdown's shape may grow.
-function breakdown(answer) {
-  const sections = [];
-  for (const [key, value] of Object.entries(answer)) {
-    if (!Array.isArray(value) || !value.length || typeof value[0] !== "object") continue;
-    const columns = Object.keys(value[0]);
-    sections.push(h("section", { class: "card" }, h("h2", {}, key.replace(/_/g, " ")),
-      h("table", { class: "compact" }, h("thead", {}, h("tr", {}, columns.map((c) => h("th", { scope: "col" }, c.replace(/_/g, " "))))),
-        h("tbody", {}, value.slice(0, 100).map((row) => h("tr", {}, columns.map((c) => h("td", {}, cell(c, row[c])))))))));
+function trend(points, since, until) {
+  // One bar per hour of the window; height by failed steps that hour.
+  const hours = Math.max(1, Math.round((new Date(until) - new Date(since)) / 3600e3));
+  const counts = new Array(Math.min(hours, 24 * 31)).fill(0);
+  for (const p of points) {
+    const i = Math.floor((new Date(p.hour) - new Date(since)) / 3600e3);
+    if (i >= 0 && i < counts.length) counts[i] += p.steps;
   }
-  return sections.length ? sections : [notice("No failures in this window.")];
+  const max = Math.max(1, ...counts);
+  const box = h("span", { class: "spark", title: points.map((p) => `${p.hour}: ${p.steps}`).join("\n") });
+  for (const c of counts) {
+    const bar = h("i", {});
+    bar.style.height = `${Math.max(c ? 2 : 0, (c / max) * 18)}px`;
+    box.append(bar);
+  }
+  return box;
+}
+
+// The failure breakdown of GET /v1/projects/{p}/failures, grouped as the page's URL says.
+function breakdown(answer, project, groupBy) {
+  if (!answer.groups.length) return [notice("No failed steps in this window.")];
+  return [h("section", { class: "card" }, h("h2", {}, `Failed steps by ${GROUPS[groupBy]} · ${answer.total_runs} run${answer.total_runs === 1 ? "" : "s"} started in the window`),
+    h("table", { class: "compact errors" }, h("thead", {}, h("tr", {},
+      [GROUPS[groupBy][0].toUpperCase() + GROUPS[groupBy].slice(1), "Runs", "Steps", "Share of runs", "Trend", "Last seen", "Categories", "Latest message", "Example runs"]
+        .map((x) => h("th", { scope: "col" }, x)))),
+    h("tbody", {}, answer.groups.map((g) => {
+      const link = groupRuns(project, groupBy, g.key);
+      return h("tr", {}, h("td", {}, link ? h("a", { href: link }, g.key) : h("code", {}, g.key || "–")),
+        h("td", { class: "num" }, fmtNum(g.run_count)), h("td", { class: "num err" }, fmtNum(g.step_count)),
+        h("td", { class: "num" }, g.share_of_runs === null ? "–" : `${(g.share_of_runs * 100).toFixed(1)}%`),
+        h("td", {}, trend(g.trend, answer.since, answer.until)), h("td", {}, ago(g.last_seen)),
+        h("td", {}, g.categories.map((c) => h("span", { class: "chip chip-error" }, c))),
+        h("td", { class: "message" }, g.sample_message || "–"),
+        h("td", {}, g.example_run_ids.slice(0, 3).map((id) => [h("a", { href: `/runs/${id}` }, shortId(id)), " "])));
+    }))))];
 }
 
 async function fromRuns(project, since, signal) {
@@ -66,9 +89,10 @@ export async function renderFailures(el, params, signal) {
     h("label", {}, "Window ", windowPicker(hours, "/failures", params)),
     h("a", { href: `/runs?${new URLSearchParams({ project_id: project, has_errors: "true" })}` }, "failing runs →")));
   const base = `/v1/projects/${encodeURIComponent(project)}`;
+  const groupBy = GROUPS[params.get("group_by")] ? params.get("group_by") : "category";
   let analysed = null;
   try {
-    analysed = await get(`${base}/failures`, { since }, signal);
+    analysed = await get(`${base}/failures`, { since, group_by: groupBy }, signal);
   } catch (error) {
     if (!(error instanceof ApiError) || ![404, 405, 422].includes(error.status)) throw error;
   }
@@ -81,7 +105,15 @@ export async function renderFailures(el, params, signal) {
       h("td", { class: "num err" }, fmtNum(t.count)), h("td", { class: "num" }, fmtNum(t.calls)),
       h("td", { class: "num" }, t.calls ? `${((t.count / t.calls) * 100).toFixed(1)}%` : "–")))))
       : notice("No tool failed in this window.")));
-  if (analysed) el.append(...breakdown(analysed));
+  if (analysed) {
+    const picker = h("select", { name: "group_by", "aria-label": "Group by", onchange: (e) => {
+      const next = new URLSearchParams(params);
+      next.set("group_by", e.target.value);
+      navigate(`/failures?${next}`);
+    } }, Object.entries(GROUPS).map(([v, label]) => h("option", { value: v, selected: v === groupBy }, label)));
+    el.querySelector(".filters").append(h("label", {}, "Group by ", picker));
+    el.append(...breakdown(analysed, project, groupBy));
+  }
   else el.append(await fromRuns(project, since, signal));
   el.dataset.ready = "true";
 }

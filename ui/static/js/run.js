@@ -33,16 +33,49 @@ function header(run) {
       run.orphan_count ? fact("Orphans", run.orphan_count) : null));
 }
 
-function failureBlock(failure, select) {
+// The run's failure block (failure analysis): root cause, retry chains and loops, each step a
+// link into the waterfall. Absent on servers without failure analysis: nothing is drawn.
+function failureBlock(run, select) {
+  const failure = run.failure;
   if (!failure) return null;
-  const stepLink = (id) => h("button", { type: "button", class: "link", onclick: () => select(id) }, id.slice(0, 8));
-  const list = (value) => (Array.isArray(value) ? value.length : value);
-  return h("section", { class: "failure card" }, h("h2", {}, "Failure"), h("dl", { class: "facts" },
-    fact("Category", failure.category || "–"),
+  const stepLink = (id, label) => h("button", { type: "button", class: "link step-link", onclick: () => select(id) }, label || id.slice(0, 8));
+  const retries = failure.retries || [];
+  const loops = failure.loops || [];
+  const report = h("pre", { class: "code" }, "Loading…");
+  const rca = h("details", { ontoggle: (e) => {
+    if (!e.target.open || report.dataset.loaded) return;
+    report.dataset.loaded = "1";
+    get(`/v1/runs/${run.run_id}/rca`).then((body) => { report.textContent = JSON.stringify(body, null, 2); })
+      .catch((error) => { report.textContent = error.message; });
+  } }, h("summary", {}, "Root-cause report"), report);
+  return h("section", { class: "failure card" }, h("h2", {}, "Failure analysis"), h("dl", { class: "facts" },
+    fact("Category", failure.category ||
+      (retries.length && retries.every((r) => r.outcome === "recovered") ? "none: every failure recovered" : "–")),
+    failure.failure_type ? fact("Type", failure.failure_type) : null,
     failure.root_cause_step_id ? fact("Root cause", stepLink(failure.root_cause_step_id)) : null,
-    failure.failed_step_ids ? fact("Failed steps", failure.failed_step_ids.map(stepLink)) : null,
-    failure.retries !== undefined ? fact("Retries", list(failure.retries)) : null,
-    failure.loops !== undefined ? fact("Loops", list(failure.loops)) : null));
+    fact("Failed steps", failure.failed_step_ids.length ? failure.failed_step_ids.map((id) => [stepLink(id), " "]) : "none"),
+    fact("Retries", retries.length), fact("Loops", loops.length)),
+  retries.length ? h("ul", { class: "reasons" }, retries.map((chain) => h("li", {},
+    `${chain.kind} `, h("code", {}, chain[chain.kind] || ""), ` tried ${chain.attempts.length} times, `,
+    h("span", { class: chain.outcome === "recovered" ? "" : "err" }, chain.outcome),
+    chain.same_arguments ? " (same arguments)" : " (arguments changed)", " — attempts ",
+    chain.attempts.map((a) => [stepLink(a.step_id, `#${a.attempt}`), " "])))) : null,
+  loops.length ? h("ul", { class: "reasons" }, loops.map((loop) => h("li", {},
+    "loop: ", h("code", {}, loop.tool), ` called ${loop.count} times in a row with the same arguments — `,
+    loop.step_ids.slice(0, 12).map((id, i) => [stepLink(id, `#${i + 1}`), " "])))) : null,
+  rca);
+}
+
+// Labels the waterfall puts on steps that are retry attempts or loop calls.
+function stepMarks(failure) {
+  const marks = new Map();
+  for (const chain of (failure && failure.retries) || []) {
+    for (const a of chain.attempts) marks.set(a.step_id, `attempt ${a.attempt}/${chain.attempts.length}`);
+  }
+  for (const loop of (failure && failure.loops) || []) {
+    loop.step_ids.forEach((id, i) => marks.set(id, `loop ${i + 1}/${loop.count}`));
+  }
+  return marks;
 }
 
 function kv(object) {
@@ -138,6 +171,7 @@ export async function renderRun(el, runId, params, signal) {
   const panel = h("div", { class: "panel-slot" });
   const waterfall = new Waterfall(run, {
     rootCause: failure && failure.root_cause_step_id, failedIds: failure && failure.failed_step_ids,
+    marks: stepMarks(failure),
     onSelect: (step) => {
       panel.replaceChildren(stepPanel(step));
       const url = new URL(location.href);
@@ -148,7 +182,7 @@ export async function renderRun(el, runId, params, signal) {
   const select = (id) => waterfall.select(id, { scroll: true });
   const validation = h("div", {}, validationBlock(run.validation, select));
   append(el, [h("p", {}, h("a", { href: "/runs" }, "← Runs")),
-    header(run), failureBlock(failure, select),
+    header(run), failureBlock(run, select),
     h("div", { class: "run-body" }, h("section", { class: "timeline", "aria-label": "Timeline" },
       h("h2", {}, `Timeline · ${run.steps.length} steps`, h("span", { class: "muted hint" }, " ↑↓ move · ←→ collapse · e next failure")),
       waterfall.el), panel),

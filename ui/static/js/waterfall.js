@@ -40,11 +40,12 @@ export function buildTree(steps) {
 }
 
 export class Waterfall {
-  constructor(run, { onSelect, rootCause, failedIds }) {
+  constructor(run, { onSelect, rootCause, failedIds, marks }) {
     this.tree = buildTree(run.steps);
     this.onSelect = onSelect;
     this.rootCause = rootCause || null;
     this.failedIds = new Set(failedIds || []);
+    this.marks = marks || new Map();
     this.collapsed = new Set();
     this.selected = null;
     const starts = run.steps.map((s) => ms(s.started_at)).filter(Number.isFinite);
@@ -111,6 +112,7 @@ export class Waterfall {
       h("span", { class: "wf-kind" }, step.kind), " ", step.name,
       failed ? h("span", { class: "wf-mark", title: step.error_message || "failed" }, " ✕") : null,
       step.step_id === this.rootCause ? h("span", { class: "chip chip-error" }, "root cause") : null,
+      this.marks.has(step.step_id) ? h("span", { class: "chip" }, this.marks.get(step.step_id)) : null,
       collapsed ? h("span", { class: "muted" }, ` +${this.count(step.step_id)}`) : null);
     name.firstChild.style.marginLeft = `${depth * 14}px`;
     const start = ms(step.started_at) - this.t0;
