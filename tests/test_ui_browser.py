@@ -96,6 +96,9 @@ def test_run_page_draws_one_bar_per_step_and_shows_the_failed_step(server, page)
     assert page.locator(".wf-row .wf-bar").count() == 5
     failed = page.locator(".wf-row.wf-failed")
     assert failed.count() == 1 and "execute_tool order_lookup" in failed.inner_text()
+    # Failure analysis: the failed tool is the root cause, highlighted and named in the card.
+    assert "order_lookup" in page.locator(".wf-row.wf-root-cause").inner_text()
+    assert "Root cause" in page.locator("section.failure").inner_text()
     # The failed step is selected on arrival; its panel shows the error and the arguments.
     panel = page.locator(".step-panel")
     assert "TimeoutError: timeout" in panel.locator(".error-box").inner_text()
@@ -130,6 +133,20 @@ def test_a_long_run_renders_only_visible_rows_and_every_step_is_reachable(server
     page.click(".wf-row[aria-level='1'] .wf-toggle")
     assert page.locator(".wf-row").count() == 1
     assert page.locator(".wf-row.wf-failed-inside").count() == 1
+
+
+def test_failures_page_groups_failed_steps_and_links_to_their_runs(server, page):
+    runs = seed(server)
+    page.goto(server.api_url + "/failures?project=research")
+    page.wait_for_selector("[data-ready=true]")
+    row = page.locator("table.errors tbody tr")
+    assert row.count() == 1 and "HTTP 429: rate limit exceeded" in row.inner_text()
+    page.select_option("select[name=group_by]", "tool")
+    page.wait_for_url(re.compile(r"group_by=tool"))
+    page.wait_for_selector("table.errors a:text('web_search')")
+    page.click(f"table.errors a[href='/runs/{runs['long']}']")
+    page.wait_for_selector("section.failure")
+    assert "tried 2 times" in page.inner_text("section.failure")  # the failed searches were retried
 
 
 def test_a_key_limited_to_one_project_sees_only_that_project(make_server, page):
