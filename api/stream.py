@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import time
 
 from fastapi import APIRouter, Depends, Query, Request
@@ -28,6 +29,7 @@ from .params import text
 from .run_list import RunFilterParams, with_verdicts
 
 router = APIRouter(tags=["runs"])
+log = logging.getLogger("agenttrail")
 
 # Spans are stamped on arrival and become visible at their commit, up to a few seconds later
 # under load: each poll looks back this far so that late commits are still seen.
@@ -83,7 +85,11 @@ async def stream_runs(request: Request, project_id: str | None = text("Only this
                 # The first poll reaches back a little, so a run committed while the client read
                 # its first page is not lost between the two requests.
                 since_ms = max(opened_ms - 5_000, now_ms - LOOKBACK_MS)
-                runs, sent = await run_in_threadpool(_poll, store, projects, filters, since_ms, sent)
+                try:
+                    runs, sent = await run_in_threadpool(_poll, store, projects, filters, since_ms, sent)
+                except Exception:  # storage unreachable for a moment: the next poll tries again
+                    log.warning("run stream poll failed", exc_info=True)
+                    runs = []
                 if runs:
                     yield "".join(_sse("run", run) for run in runs)
                     last_write = time.monotonic()

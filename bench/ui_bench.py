@@ -15,6 +15,7 @@ page: p50 and max.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import shutil
 import statistics
@@ -90,7 +91,8 @@ def main(argv=None) -> None:
         store.command("TRUNCATE TABLE steps")
         store.command("TRUNCATE TABLE runs")
         print(f"generating {args.runs:,} runs / {args.runs * STEPS_PER_RUN:,} steps in {data}", file=sys.stderr, flush=True)
-        generate(store, args.runs, 10, 7.0)
+        with contextlib.redirect_stdout(sys.stderr):  # stdout is the JSON lines alone
+            generate(store, args.runs, 10, 7.0)
     long_run = add_long_run(store, args.steps)
     counts = store.query("SELECT (SELECT count() FROM runs), (SELECT count() FROM steps)").result_rows[0]
     short_run = store.query("SELECT run_id FROM runs WHERE project_id = 'proj-1' LIMIT 1").result_rows[0][0]

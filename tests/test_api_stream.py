@@ -218,3 +218,16 @@ def test_too_many_streams_is_503(server, monkeypatch):
         assert answer.status_code == 503 and answer.headers["retry-after"] == "5"
     finally:
         reader.close()
+
+
+def test_stream_survives_a_storage_outage(server):
+    reader = EventReader(server, None, interval=0.2)
+    try:
+        reader.next("ready")
+        server.store.command("RENAME TABLE runs TO runs_away")  # every poll fails meanwhile
+        time.sleep(1.0)
+        server.store.command("RENAME TABLE runs_away TO runs")
+        run_id = _export(server, "shop")
+        assert reader.until(lambda r: r["run_id"] == run_id)["step_count"] == 5
+    finally:
+        reader.close()
