@@ -175,3 +175,43 @@ def test_a_key_limited_to_one_project_sees_only_that_project(make_server, page):
     page.goto(server.api_url + "/overview")
     page.wait_for_selector("[data-ready=true]")
     assert page.eval_on_selector_all("select[name=project] option", "o => o.map(x => x.value)") == ["proj-a"]
+
+
+def _events(server, *events):
+    import httpx
+    answer = httpx.post(server.api_url + "/v1/events", json={"events": list(events)}, timeout=30)
+    assert answer.status_code == 200 and answer.json()["failed"] == 0, answer.text
+    return answer.json()["run_ids"]
+
+
+def test_a_run_in_progress_is_redrawn_as_its_steps_arrive(server, page):
+    run_id = _events(server, {"type": "run.start", "run_id": "live-run", "project_id": "shop", "agent": "tailer"},
+                     {"type": "step.start", "run_id": "live-run", "step_id": "s1", "name": "fetch", "tool": "http"})["live-run"]
+    page.goto(server.api_url + f"/runs/{run_id}")
+    page.wait_for_selector(".run-header .live[data-state=live]")
+    assert page.locator(".wf-row").count() == 2
+    _events(server, {"type": "step.end", "run_id": "live-run", "step_id": "s1", "status": "error", "error": "HTTP 503"},
+            {"type": "step.start", "run_id": "live-run", "step_id": "s2", "name": "retry fetch", "tool": "http"})
+    page.wait_for_function("() => document.querySelectorAll('.wf-row').length === 3")
+    _events(server, {"type": "run.end", "run_id": "live-run", "status": "error"})
+    page.wait_for_selector(".run-header .badge-error")
+    assert page.locator(".run-header .live").count() == 0  # finished: no longer followed
+
+
+def test_hostile_names_and_attributes_render_as_text(server, page):
+    hostile = '<img src=x onerror="window.pwned=1"><script>window.pwned=2</script>'
+    run_id = _events(server,
+                     {"type": "run.start", "run_id": "hostile", "project_id": "shop", "agent": hostile},
+                     {"type": "step.start", "run_id": "hostile", "step_id": "s1", "name": hostile, "tool": hostile,
+                      "input": {"q": hostile}, "attributes": {hostile[:60]: hostile}},
+                     {"type": "step.end", "run_id": "hostile", "step_id": "s1", "status": "error", "error": hostile},
+                     {"type": "run.end", "run_id": "hostile", "status": "error"})["hostile"]
+    page.goto(server.api_url + "/runs?project_id=shop")
+    wait_rows(page, 1)
+    assert hostile in page.inner_text("table.runs")
+    page.goto(server.api_url + f"/runs/{run_id}?step=" + "x" * 3000)
+    page.wait_for_selector("[data-ready=true]")
+    page.click(".wf-row.wf-failed[aria-level='2']")
+    assert hostile in page.inner_text(".step-panel .error-box")
+    assert hostile in page.inner_text(".step-panel h2")
+    assert page.evaluate("window.pwned") is None and page.locator("main img, main script").count() == 0

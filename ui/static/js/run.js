@@ -1,7 +1,8 @@
 // One run: header, waterfall timeline, the selected step's panel, the latest validation with
 // links to the steps its reasons cite, and "validate against runbook…".
 
-import { ApiError, get, post } from "./api.js";
+import { ApiError, get, post, streamRuns } from "./api.js";
+import { render } from "./main.js";
 import { Waterfall } from "./waterfall.js";
 import { append, badge, fmtCost, fmtMs, fmtNum, fmtTime, h, notice, pretty } from "./util.js";
 
@@ -195,4 +196,17 @@ export async function renderRun(el, runId, params, signal) {
   if (wanted) waterfall.select(wanted, { scroll: true });
   el.dataset.ready = "true";
   performance.mark("agenttrail:run-ready");  // what bench/ui_bench.py times
+  if (run.status === "in_progress") follow(run, el, signal);
+}
+
+// A run still in progress is redrawn (selected step kept: it is in the URL) whenever the live
+// stream reports that it changed: new steps, or its end.
+function follow(run, el, signal) {
+  const live = h("span", { class: "live", "aria-live": "polite" }, "○ connecting…");
+  el.querySelector(".run-header .title-row").append(live);
+  const states = { live: "● live: redrawn as steps arrive", reconnecting: "○ reconnecting…", off: "live updates off" };
+  streamRuns({ project_id: run.project_id }, (changed) => {
+    if (changed.run_id !== run.run_id) return;
+    if (changed.step_count !== run.step_count || changed.status !== run.status) render();
+  }, signal, (state) => { live.textContent = states[state]; live.dataset.state = state; });
 }
