@@ -215,3 +215,27 @@ def test_hostile_names_and_attributes_render_as_text(server, page):
     assert hostile in page.inner_text(".step-panel .error-box")
     assert hostile in page.inner_text(".step-panel h2")
     assert page.evaluate("window.pwned") is None and page.locator("main img, main script").count() == 0
+
+
+def test_validate_from_the_run_page_and_follow_a_reason_to_its_step(server, page):
+    runs = seed(server)
+    import httpx
+    stored = httpx.post(server.api_url + "/v1/runbooks", timeout=30, json={
+        "project_id": "shop", "yaml": "name: no-errors\nbudgets: {max_errors: 0}\n"})
+    assert stored.status_code == 201, stored.text
+    page.goto(server.api_url + f"/runs/{runs['failed']}?step=")
+    page.wait_for_selector("[data-ready=true]")
+    page.click("text=Validate against runbook…")
+    page.wait_for_selector("select[name=runbook] option[value=no-errors]", state="attached")
+    page.select_option("select[name=runbook]", "no-errors")
+    page.click(".validate-form button[type=submit]")
+    page.wait_for_selector(".reasons .step-link")
+    assert "failed" in page.inner_text(".card:has(.reasons)") and "budgets.max_errors" in page.inner_text(".reasons")
+    page.click(".wf-row[aria-level='1']")  # select the root, then follow the reason's link
+    page.click(".reasons .step-link")
+    assert "order_lookup" in page.inner_text(".step-panel h2")
+    bad = page.locator(".validate-form")
+    page.select_option("select[name=runbook]", "")
+    page.fill("textarea[name=yaml]", "budgets: [not, a, mapping")
+    bad.locator("button[type=submit]").click()
+    page.wait_for_selector(".validate-form .error-text")  # a bad runbook is a readable error, not a crash
