@@ -72,9 +72,11 @@ async def stream_runs(request: Request, project_id: str | None = text("Only this
     projects = project_scope(principal, project_id)
     filters = params.filters(projects)
     stopping = state.stopping
-    state.open_streams += 1
 
     async def events():
+        # Counted from the generator's first step: a response that never started never ran
+        # the ``finally`` that uncounts it.
+        state.open_streams += 1
         try:
             opened_ms = int(time.time() * 1000)
             sent: dict = {}
