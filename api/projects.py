@@ -7,6 +7,7 @@ from fastapi import APIRouter, Depends, Path, Query
 from agenttrail.service.auth import Principal
 from agenttrail.storage import Store
 from agenttrail.storage.queries import list_projects
+from agenttrail.storage.series import run_series
 from agenttrail.storage.summary import project_summary
 
 from .deps import get_store, project_scope, reader
@@ -50,6 +51,24 @@ def summary(project_id: str = ProjectId,
     since_ns, until_ns = time_window(since, until, 24)
     body = project_summary(store, project_id, since_ns, until_ns)
     return {"project_id": project_id, "since": _iso_ns(since_ns), "until": _iso_ns(until_ns), **body}
+
+
+@router.get("/v1/projects/{project_id}/timeseries")
+def timeseries(project_id: str = ProjectId,
+               since: str | None = Query(None, max_length=64,
+                                         description="Window start (ISO-8601); default: 24 h before until."),
+               until: str | None = Query(None, max_length=64, description="Window end (ISO-8601); default: now."),
+               buckets: int = Query(24, ge=1, le=500, description="Equal time buckets the window is cut into (1–500)."),
+               store: Store = Depends(get_store), principal: Principal = Depends(reader)) -> dict:
+    """Run figures of one project per time bucket (by run start): runs by status, success
+    rate, p50/p95 run duration, tokens and cost — the summary's run figures over time.
+    Every bucket is listed, empty ones with zero runs."""
+    _readable(principal, project_id)
+    since_ns, until_ns = time_window(since, until, 24)
+    width, rows = run_series(store, project_id, since_ns, until_ns, buckets)
+    rows = [{"start": _iso_ns(row.pop("start_ns")), **row} for row in rows]
+    return {"project_id": project_id, "since": _iso_ns(since_ns), "until": _iso_ns(until_ns),
+            "bucket_seconds": width / 1e9, "buckets": rows}
 
 
 @router.get("/v1/projects/{project_id}/runs")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from fastapi import Query
+from fastapi import Depends, Query
 
 from agenttrail.analysis import FAILURE_CATEGORIES
 from agenttrail.analysis.runs import LOOP_MIN_CALLS, analyse_run
@@ -20,8 +20,9 @@ ValidationStatus = Literal["passed", "failed", "incomplete", "none"]
 FailureCategory = Literal[FAILURE_CATEGORIES]
 
 
-class RunListParams:
-    """Filters, order and page of a run list, as query parameters (validated on arrival)."""
+class RunFilterParams:
+    """The run list's filters, as query parameters (validated on arrival); shared by the list
+    and the live stream so both narrow runs the same way."""
 
     def __init__(
         self,
@@ -42,17 +43,8 @@ class RunListParams:
                               "or none for runs never validated."),
         failure_category: FailureCategory | None = Query(
             None, description="Only runs with a failed step of this category (docs/failures.md)."),
-        sort: str = Query("-started_at", max_length=32,
-                          description="Order: started_at, duration_ms, cost_usd, total_tokens, "
-                                      "step_count or error_count; prefix - for descending."),
-        limit: int = limit_query(),
-        cursor: str | None = Query(None, max_length=512,
-                                   description="next_cursor of the previous page, unchanged."),
     ):
         self.since_ns, self.until_ns = time_window(since, until, None)
-        self.sort, self.descending = parse_sort(sort)
-        self.page = run_page(cursor, self.sort, self.descending)
-        self.limit = limit
         self.values = dict(status=status, agent=agent, service=service, session=session, tool=tool,
                            model=model, has_errors=has_errors, min_cost=min_cost,
                            validation_status=validation_status, failure_category=failure_category)
@@ -71,11 +63,33 @@ def _may_have_failure(row: dict) -> bool:
     return row["error_count"] > 0 or row["tool_calls"] - len(row["tools"]) >= LOOP_MIN_CALLS - 1
 
 
-def run_list(store, projects: frozenset[str] | None, params: RunListParams) -> dict:
-    """``{"runs": [...], "next_cursor": ...}`` for one page; each run carries the status of its
-    latest validation (``validation``: null when never validated) and its ``failure`` block
-    (null when nothing failed, was retried or looped), from one read of the page's steps."""
-    rows, last = list_runs(store, params.filters(projects), params.page, params.limit)
+class RunListParams:
+    """Filters, order and page of a run list, as query parameters (validated on arrival)."""
+
+    def __init__(
+        self,
+        filter_params: RunFilterParams = Depends(),
+        sort: str = Query("-started_at", max_length=32,
+                          description="Order: started_at, duration_ms, cost_usd, total_tokens, "
+                                      "step_count or error_count; prefix - for descending."),
+        limit: int = limit_query(),
+        cursor: str | None = Query(None, max_length=512,
+                                   description="next_cursor of the previous page, unchanged."),
+    ):
+        self.filter_params = filter_params
+        self.sort, self.descending = parse_sort(sort)
+        self.page = run_page(cursor, self.sort, self.descending)
+        self.limit = limit
+
+    def filters(self, projects: frozenset[str] | None) -> RunFilter:
+        """The storage filter for a caller limited to ``projects``."""
+        return self.filter_params.filters(projects)
+
+
+def with_verdicts(store, rows: list[dict]) -> list[dict]:
+    """Run rows as the API shows them, each with the status of its latest validation
+    (``validation``: null when never validated) and its ``failure`` block (null when nothing
+    failed, was retried or looped), from one read of the rows' steps."""
     keys = [(r["project_id"], r["run_id"]) for r in rows]
     verdicts = latest_verdicts(store, keys)
     steps = page_steps(store, [(r["project_id"], r["run_id"]) for r in rows if _may_have_failure(r)])
@@ -89,4 +103,11 @@ def run_list(store, projects: frozenset[str] | None, params: RunListParams) -> d
             "created_at": iso(verdict["created_at"])}
         body["failure"] = analyse_run(row, steps.get((row["project_id"], row["run_id"]), []))
         runs.append(body)
-    return {"runs": runs, "next_cursor": run_cursor(params.page, last)}
+    return runs
+
+
+def run_list(store, projects: frozenset[str] | None, params: RunListParams) -> dict:
+    """``{"runs": [...], "next_cursor": ...}`` for one page, each run as :func:`with_verdicts`
+    shows it."""
+    rows, last = list_runs(store, params.filters(projects), params.page, params.limit)
+    return {"runs": with_verdicts(store, rows), "next_cursor": run_cursor(params.page, last)}

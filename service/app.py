@@ -47,6 +47,7 @@ class Service:
         self.store = store
         self._owns_store = store is None
         self.ingestor = None  # set once serving: the receivers' shared ingest path
+        self.api_app = None  # set once serving: the REST API's FastAPI app
         self.grpc_port = settings.grpc_port
         self.http_port = settings.http_port
         self.api_port = settings.api_port
@@ -110,7 +111,7 @@ class Service:
         await grpc_server.start()
 
         servers = []
-        api = create_app(self.store, keyring)
+        api = self.api_app = create_app(self.store, keyring)
         add_metrics_endpoint(api, ingestor.counters, self.store.writer, pool)
         for app, attr in ((create_http_receiver(ingestor, keyring, s.max_request_bytes), "http_port"),
                           (api, "api_port")):
@@ -135,6 +136,7 @@ class Service:
             await self._stop.wait()
             auto.cancel()
         finally:
+            api.state.stopping.set()  # open event streams end, or uvicorn would wait on them
             for server, _ in servers:
                 server.should_exit = True
             await grpc_server.stop(grace=3)
@@ -157,7 +159,7 @@ class Service:
 
     def request_stop(self) -> None:
         """Ask :meth:`serve` to shut down (thread-safe)."""
-        if self._loop and self._stop:
+        if self._loop and self._stop and not self._loop.is_closed():  # stopping twice is a no-op
             self._loop.call_soon_threadsafe(self._stop.set)
 
     # -- background mode (tests, embedding) -----------------------------------------------------

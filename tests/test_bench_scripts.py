@@ -87,3 +87,19 @@ def test_sql_parse_bench_reads_every_span_through_clickhouses_protobuf_format():
 def test_bench_scripts_refuse_bad_flags(script, args, message):
     done = run(script, *args, timeout=60)
     assert done.returncode == 2 and message in done.stderr, done.stderr
+
+
+def test_ui_bench_times_every_page_in_the_browser_on_a_tiny_store():
+    done = run("ui_bench.py", "--runs", "300", "--steps", "40", "--repeat", "1")
+    assert done.returncode == 0, done.stderr
+    lines = [json.loads(line) for line in done.stdout.splitlines()]
+    assert [line["page"] for line in lines] == [
+        "runs page", "runs page, project", "runs page, project+status=error", "run page, 40 steps",
+        "run page, 10 steps", "overview, 24 h"]
+    assert all(line["runs"] == 301 and 0 < line["p50_ms"] <= line["max_ms"] for line in lines)
+
+
+@pytest.mark.parametrize("flags", [["--runs", "0"], ["--steps", "2"], ["--repeat", "0"], ["--runs", "many"]])
+def test_ui_bench_refuses_bad_flags(flags):
+    done = run("ui_bench.py", *flags)
+    assert done.returncode == 2 and "error" in done.stderr
