@@ -7,11 +7,11 @@ from fastapi import FastAPI
 from agenttrail.service.auth import KeyRing
 from agenttrail.storage import Store
 
-from . import events, health, metrics, projects, runbooks, runs, sessions
+from . import events, health, metrics, projects, runbooks, runs, sessions, signals
 from .errors import install_error_handlers
 
 ROUTERS = [health.router, runs.router, projects.router, sessions.router, metrics.router,
-           events.router, runbooks.router]
+           events.router, runbooks.router, signals.router]
 
 
 def create_app(store: Store, keyring: KeyRing | None = None) -> FastAPI:

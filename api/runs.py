@@ -17,6 +17,7 @@ from .deps import get_store, project_scope, reader, run_id_path, visible_project
 from .errors import ApiError
 from .params import text
 from .run_list import RunListParams, run_list
+from .signals import run_signals
 from .serialize import plain_json, run_json, step_json
 from .timeline import build_timeline
 
@@ -64,7 +65,9 @@ async def _read_run(store: Store, run_id: str, principal: Principal, *, with_val
 @router.get("/v1/runs/{run_id}")
 async def run_detail(run_id: str = Depends(run_id_path), store: Store = Depends(get_store),
                      principal: Principal = Depends(reader)) -> dict:
-    """One run with its totals, its steps in execution order and its latest validation.
+    """One run with its totals, its steps in execution order, its latest validation, and the
+    decisions and quality signals its steps recorded (``agenttrail.decision`` /
+    ``agenttrail.quality_signal`` events), in time order.
 
     ``run_id`` is the trace id (32 hex) or its UUID form.  ``validation`` is null until the
     run has been validated against a runbook.
@@ -73,6 +76,7 @@ async def run_detail(run_id: str = Depends(run_id_path), store: Store = Depends(
     body = run_json(row)
     body["steps"] = [step_json(s) for s in steps]
     body["validation"] = validation
+    body["decisions"], body["quality_signals"] = run_signals(steps)
     return plain_json(body)
 
 

@@ -28,8 +28,11 @@ def ns(value: datetime) -> int:
 def add_run(store, project: str, start: datetime, *, status: str = "ok", agent: str = "support-agent",
             session: str = "", tools=(("order_lookup", "ok", 40),), model: str = "gpt-4o-mini",
             tokens=(100, 20), cost: float | None = 0.002, root: bool = True, service: str = "svc",
-            run_id: str | None = None) -> str:
-    """Write one run (root agent step, one llm step, the given tool steps); return its run id."""
+            run_id: str | None = None, root_attributes: dict | None = None, root_events=()) -> str:
+    """Write one run (root agent step, one llm step, the given tool steps); return its run id.
+
+    ``root_attributes`` and ``root_events`` ((name, attributes) pairs, as stored: str → str)
+    go on the root step."""
     run_id = run_id or uuid.uuid4().hex
     root_id = f"{next(_span):016x}"
     batch = StepBatch()
@@ -52,7 +55,10 @@ def add_run(store, project: str, start: datetime, *, status: str = "ok", agent: 
     if root:
         batch.append(**common, step_id=root_id, name=f"invoke_agent {agent}", kind="agent", status=status,
                      start_time=ns(start), end_time=ns(start + timedelta(milliseconds=offset)),
-                     duration_ns=offset * 1_000_000)
+                     duration_ns=offset * 1_000_000, attributes=dict(root_attributes or {}),
+                     **{"events.time": [ns(start) + i for i in range(len(root_events))],
+                        "events.name": [name for name, _ in root_events],
+                        "events.attributes": [dict(attrs) for _, attrs in root_events]})
     store.writer.write(batch)
     return run_id
 
