@@ -7,11 +7,11 @@ from fastapi import FastAPI
 from agenttrail.service.auth import KeyRing
 from agenttrail.storage import Store
 
-from . import events, health, metrics, projects, runbooks, runs, sessions, signals
+from . import compare, events, health, metrics, projects, runbooks, runs, sessions, signals
 from .errors import install_error_handlers
 
 ROUTERS = [health.router, runs.router, projects.router, sessions.router, metrics.router,
-           events.router, runbooks.router, signals.router]
+           events.router, runbooks.router, signals.router, compare.router]
 
 
 def create_app(store: Store, keyring: KeyRing | None = None) -> FastAPI:

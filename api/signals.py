@@ -41,13 +41,14 @@ def with_default_window(filters: RunFilters, prefix: str = "") -> RunFilters:
     until_ns = filters.until_ns
     if until_ns is None:
         until_ns = int(datetime.now(timezone.utc).timestamp() * 1e9) + 1
-    since_ns = filters.since_ns if filters.since_ns is not None else until_ns - DEFAULT_HOURS * _HOUR_NS
+    since_ns = filters.since_ns if filters.since_ns is not None else max(0, until_ns - DEFAULT_HOURS * _HOUR_NS)
     if since_ns >= until_ns:
         raise bad_parameter(prefix + "since", f"must be earlier than {prefix}until (default: now)")
     return RunFilters(since_ns, until_ns, filters.values)
 
 
-def _window(filters: RunFilters) -> dict:
+def window_json(filters: RunFilters) -> dict:
+    """The window of filters made by :func:`with_default_window`, as ISO-8601 times."""
     return {"since": _iso_ns(filters.since_ns), "until": _iso_ns(filters.until_ns)}
 
 
@@ -67,7 +68,7 @@ def decisions(project_id: str = ProjectId, filters: RunFilters = Depends(run_fil
     """
     selection = with_default_window(filters)
     rows = decision_stats(store, selection.restricted(readable_project(principal, project_id)), limit)
-    return {"project_id": project_id, **_window(selection), "decisions": rows}
+    return {"project_id": project_id, **window_json(selection), "decisions": rows}
 
 
 @router.get("/v1/projects/{project_id}/quality")
@@ -82,7 +83,7 @@ def quality(project_id: str = ProjectId, filters: RunFilters = Depends(run_filte
     """
     selection = with_default_window(filters)
     rows = quality_stats(store, selection.restricted(readable_project(principal, project_id)), limit)
-    return {"project_id": project_id, **_window(selection), "quality_signals": rows}
+    return {"project_id": project_id, **window_json(selection), "quality_signals": rows}
 
 
 # -- one run -----------------------------------------------------------------------------------

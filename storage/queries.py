@@ -97,6 +97,12 @@ class RunFilter:
                 params["f_validation"] = self.validation_status
         return " AND ".join(parts), params
 
+    def tagged_where(self, tag: str) -> tuple[str, dict]:
+        """:meth:`where` with its parameters renamed ``{tag}_…``, so that two filters can sit
+        in one query (a comparison of two cohorts).  ``tag`` is a short identifier."""
+        where, params = self.where()
+        return where.replace("{f_", "{" + tag + "_"), {tag + name[1:]: v for name, v in params.items()}
+
     def _version_clause(self) -> str:
         # The version is an attribute of the agent's span (gen_ai.agent.version), not a run
         # column: runs that have a step carrying it.  Steps of a run start no earlier than the
