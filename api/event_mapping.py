@@ -9,6 +9,9 @@ then reads as ``in_progress`` exactly like an OTLP trace whose root span has not
 Out-of-order events are applied anyway and reported in ``warnings``: a ``step.end`` without
 its start takes ``start = end − latency_ms``; a ``run.end`` without ``run.start`` makes a
 root starting at the earliest step seen.
+
+Each finished row is classified (``failure_category`` …) by :mod:`agenttrail.analysis.classify`,
+as an OTLP span is, from its status, error message and ``error_type``.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from __future__ import annotations
 import json
 import time
 
+from agenttrail.analysis.classify import classify_step
 from agenttrail.storage.model import STEP_COLUMNS, StepBatch
 
 from .event_model import Event, ns, root_hex, step_hex
@@ -171,3 +175,8 @@ class EventMerger:
             for field in _RUN_FIELDS:
                 if not row[field] or row[field] == "agenttrail-events":
                     row[field] = root[field]
+        # The event's error_type plays the part of a span's error.type attribute.
+        evidence = {**attrs, "error.type": row["error_type"]} if row["error_type"] else attrs
+        row["failure_category"], row["failure_type"], row["error_fingerprint"] = classify_step(
+            row["kind"], 2 if row["status"] == "error" else 1, row["status_message"], evidence,
+            row["events.name"], row["events.attributes"], row["finish_reasons"])

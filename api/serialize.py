@@ -8,6 +8,8 @@ from datetime import datetime, timezone
 
 from fastapi.responses import JSONResponse
 
+from agenttrail.analysis.classify import handled_errors
+
 
 def iso(value: datetime | None) -> str | None:
     """ISO-8601 UTC with a ``Z``; None for missing or zero timestamps."""
@@ -110,5 +112,9 @@ def step_json(row: dict) -> dict:
             for t, n, a in zip(row["events.time"], row["events.name"], row["events.attributes"])
         ],
         "truncated": bool(row["truncated"]),
+        "failure_category": row["failure_category"] or None,
+        "failure_type": row["failure_type"] or None,
+        "error_fingerprint": row["error_fingerprint"] or None,
+        "handled_errors": handled_errors(row["status"], row["events.name"], row["events.attributes"]),
     }
 

@@ -25,6 +25,9 @@ that many — so usage beyond the cap still counts);
 at most ``max_events`` events and ``max_links`` links (links with malformed ids are dropped).
 Dropping message content by policy is not truncation.
 
+Failure columns (``failure_category``, ``failure_type``, ``error_fingerprint``) come from
+:func:`agenttrail.analysis.classify.classify_step` over the stored (bounded) values.
+
 ``span_kind`` is the OTel enum name without prefix (``INTERNAL``, ``CLIENT`` …; an unknown
 value is ``UNSPECIFIED``).  Kind, model, tokens, cost and content rules are documented in
 :mod:`.steps`, :mod:`.conventions` and :mod:`.content`.
@@ -38,6 +41,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable
 
+from agenttrail.analysis.classify import NOT_FAILED, classify_step
 from agenttrail.storage import STEP_COLUMN_NAMES, StepBatch
 
 from .attributes import read_attributes, read_span_attributes, trim
@@ -239,6 +243,10 @@ class _SpanMapper:
             status_message, message_cut = bound(status_message, max_bytes)
             trace_state, state_cut = bound(trace_state, max_bytes)
             truncated = truncated or name_cut or message_cut or state_cut
+        if status_code != 2 and not events[1] and kind != "retrieval" and "content_filter" not in finish_reasons:
+            failure = NOT_FAILED  # classify_step's own first test, without the call: most spans
+        else:
+            failure = classify_step(kind, status_code, status_message, attrs, events[1], events[2], finish_reasons)
         truncated = (truncated or events_cut or links_cut or resource.truncated or span.dropped_attributes_count
                      or span.dropped_events_count or span.dropped_links_count)  # the SDK cut some
         return (
@@ -253,7 +261,7 @@ class _SpanMapper:
             reasoning_tokens, total_tokens, cost_usd, cost_source, finish_reasons,
             unmapped_usage, attrs, resource.attributes,
             events[0], events[1], events[2], links[0], links[1], links[2], links[3],
-            1 if truncated else 0,
+            1 if truncated else 0, *failure,
         )
 
     def _events(self, events, capture: bool, start: int):

@@ -57,6 +57,10 @@ STEP_COLUMNS: tuple[tuple[str, object], ...] = (
     ("links.trace_state", ()),
     ("links.attributes", ()),
     ("truncated", 0),
+    # migration 6: failure analysis (agenttrail.analysis.classify); '' when the step did not fail
+    ("failure_category", ""),
+    ("failure_type", ""),
+    ("error_fingerprint", ""),
 )
 
 STEP_COLUMN_NAMES: tuple[str, ...] = tuple(name for name, _ in STEP_COLUMNS)

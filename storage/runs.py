@@ -18,6 +18,7 @@ STEP_FIELDS = (
     "end_time", "duration_ns", "input_tokens", "output_tokens", "cache_read_tokens",
     "reasoning_tokens", "total_tokens", "cost_usd", "cost_source", "finish_reasons", "unmapped_usage",
     "attributes", "events.time", "events.name", "events.attributes", "truncated",
+    "failure_category", "failure_type", "error_fingerprint",
 )
 
 

@@ -127,6 +127,13 @@ STEP_COLUMNS_DDL = """
     ingested_at           DateTime64(3, 'UTC')"""
 
 
+# Columns added after v1, in the order they were added (the insert reads its types from both).
+FAILURE_COLUMNS_DDL = """
+    failure_category      LowCardinality(String),
+    failure_type          LowCardinality(String),
+    error_fingerprint     String"""
+
+
 def _v1_core(o: SchemaOptions) -> list[str]:
     db = o.database
     return [
@@ -299,6 +306,27 @@ def _v5_wider_merges(o: SchemaOptions) -> list[str]:
     return [Tuning(f"ALTER TABLE {o.database}.steps{o.on_cluster} MODIFY SETTING merge_selector_base = 20")]
 
 
+def _v6_failures(o: SchemaOptions) -> list[str]:
+    """Failure analysis columns on ``steps`` (filled at ingest by agenttrail.analysis.classify).
+
+    ``failure_category`` / ``failure_type`` are small closed sets (LowCardinality); a ``set``
+    skip index on the category lets "runs with a failed step of category X" and the failures
+    breakdown skip the granules of steps that did not fail, which are nearly all of them.
+    Steps stored before this version read as not failed ('') in these columns; the run
+    analysis classifies their failed steps when it reads them.
+    """
+    db = o.database
+    return [
+        f"ALTER TABLE {db}.steps{o.on_cluster} ADD COLUMN IF NOT EXISTS {column} AFTER {after}"
+        for column, after in (("failure_category LowCardinality(String)", "truncated"),
+                              ("failure_type LowCardinality(String)", "failure_category"),
+                              ("error_fingerprint String", "failure_type"))
+    ] + [
+        f"ALTER TABLE {db}.steps{o.on_cluster} ADD INDEX IF NOT EXISTS idx_failure_category failure_category "
+        f"TYPE set(32) GRANULARITY 4",
+    ]
+
+
 # Ordered, append-only: never edit a released migration, add a new one.
 MIGRATIONS: list[tuple[int, str, Callable[[SchemaOptions], list[str]]]] = [
     (1, "steps, runs and the otel_traces view", _v1_core),
@@ -306,6 +334,7 @@ MIGRATIONS: list[tuple[int, str, Callable[[SchemaOptions], list[str]]]] = [
     (3, "steps: minmax index on ingested_at", _v3_ingest_window),
     (4, "steps: vertical merges above 8192 rows", _v4_vertical_merges),
     (5, "steps: merge about twenty parts at a time", _v5_wider_merges),
+    (6, "steps: failure_category, failure_type, error_fingerprint", _v6_failures),
 ]
 
 
