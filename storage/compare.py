@@ -100,13 +100,6 @@ def _rank_tests(store, a: RunFilter, b: RunFilter, sizes: dict[str, tuple[int, i
     return {name: {"u": round(u, 4), "p_value": _p(p)} for name, (u, p) in pairs.items()}
 
 
-def has_failure_categories(store) -> bool:
-    """Whether ``steps`` has the failure classification columns (a later migration)."""
-    rows = store.query("SELECT count() FROM system.columns WHERE database = currentDatabase() "
-                       "AND table = 'steps' AND name = 'failure_category'").result_rows
-    return bool(rows[0][0])
-
-
 def _round(value, digits=6):
     return None if value is None or value != value else round(value, digits)
 
@@ -183,10 +176,8 @@ def compare_cohorts(store, a: RunFilter, b: RunFilter, alpha: float = 0.05) -> d
     tools_a, tools_b = _by_cohort(store, _TOOLS, a, b)
     tools = _rates(tools_a, tools_b, "tool", side_a["finished_runs"], side_b["finished_runs"], alpha,
                    fields=("runs", "calls", "errors"))
-    categories = []
-    if has_failure_categories(store):
-        cat_a, cat_b = _by_cohort(store, _CATEGORIES, a, b)
-        categories = _rates(cat_a, cat_b, "category", side_a["finished_runs"], side_b["finished_runs"], alpha,
+    cat_a, cat_b = _by_cohort(store, _CATEGORIES, a, b)
+    categories = _rates(cat_a, cat_b, "category", side_a["finished_runs"], side_b["finished_runs"], alpha,
                             fields=("runs", "steps"))
     risen = [c for c in categories if c["difference"] is not None and c["difference"] > 0 and c["p_value"] is not None
              and c["p_value"] < alpha / len(categories)]

@@ -83,6 +83,29 @@ def test_compare_agent_versions(api):
     assert "secret" not in str(body)
 
 
+def test_a_failure_category_that_rose_is_a_prompt_regression(api):
+    for i in range(30):
+        a_tools = (("search", "error", 5, "rate_limited"),) if i == 0 else (("search", "ok", 5),)
+        b_tools = (("search", "error", 5, "tool_schema_mismatch"), ("search", "error", 5, "tool_schema_mismatch")) \
+            if i < 12 else a_tools
+        for version, tools in (("1", a_tools), ("2", b_tools)):
+            add_run(api.store, "proj-a", hours_ago(1), status="error" if tools[0][1] == "error" else "ok",
+                    tools=tools, root_attributes={"gen_ai.agent.version": version})
+    with client(api) as c:
+        body = c.get("/v1/projects/proj-a/compare", params={"a_agent_version": "1", "b_agent_version": "2"}).json()
+    categories = {c["category"]: c for c in body["failure_categories"]}
+    schema = categories["tool_schema_mismatch"]
+    assert schema["a"] == {"runs": 0, "steps": 0, "share_of_runs": 0.0}
+    assert schema["b"] == {"runs": 12, "steps": 24, "share_of_runs": 0.4}
+    assert schema["p_value"] == pytest.approx(two_proportion_test(0, 30, 12, 30)["p_value"])
+    assert schema["rose_significantly"] and not categories["rate_limited"]["rose_significantly"]
+    assert categories["rate_limited"]["difference"] == pytest.approx(-1 / 30, abs=1e-6)
+    assert body["prompt_regression"] == {"detected": True, "categories": ["tool_schema_mismatch"]}
+    with client(api) as c:
+        reverse = c.get("/v1/projects/proj-a/compare", params={"a_agent_version": "2", "b_agent_version": "1"}).json()
+    assert reverse["prompt_regression"]["detected"] is False  # categories that fell are not regressions
+
+
 def test_identical_cohorts_are_not_significant_and_empty_cohorts_have_no_figures(api):
     _fill(api.store)
     with client(api) as c:
