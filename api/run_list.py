@@ -14,6 +14,9 @@ from typing import Literal
 
 from fastapi import Depends, Query
 
+from agenttrail.analysis import FAILURE_CATEGORIES
+from agenttrail.analysis.runs import analyse_run
+from agenttrail.storage.failures import page_steps
 from agenttrail.storage.queries import RunFilter, list_runs
 from agenttrail.storage.runs import latest_verdicts
 
@@ -22,6 +25,7 @@ from .serialize import iso, run_json
 
 RunStatus = Literal["ok", "error", "in_progress"]
 ValidationStatus = Literal["passed", "failed", "incomplete", "none"]
+FailureCategory = Literal[FAILURE_CATEGORIES]
 
 
 def _text(description: str):
@@ -46,6 +50,8 @@ _FILTERS = (
     ("validation_status", ValidationStatus | None, lambda: Query(
         None, description="Status of the run's latest validation: passed, failed, incomplete, "
                           "or none for runs never validated.")),
+    ("failure_category", FailureCategory | None, lambda: Query(
+        None, description="Only runs with a failed step of this category (docs/failures.md).")),
 )
 
 
@@ -108,9 +114,12 @@ class RunListParams:
 
 def run_list(store, projects: frozenset[str] | None, params: RunListParams) -> dict:
     """``{"runs": [...], "next_cursor": ...}`` for one page; each run carries the status of its
-    latest validation (``validation``: null when never validated)."""
+    latest validation (``validation``: null when never validated) and its ``failure`` block
+    (null when nothing failed, was retried or looped), from one read of the page's steps."""
     rows, last = list_runs(store, params.filters(projects), params.page, params.limit)
-    verdicts = latest_verdicts(store, [(r["project_id"], r["run_id"]) for r in rows])
+    keys = [(r["project_id"], r["run_id"]) for r in rows]
+    verdicts = latest_verdicts(store, keys)
+    steps = page_steps(store, keys)
     runs = []
     for row in rows:
         body = run_json(row)
@@ -119,5 +128,6 @@ def run_list(store, projects: frozenset[str] | None, params: RunListParams) -> d
             "validation_id": verdict["validation_id"], "status": verdict["status"],
             "runbook_name": verdict["runbook_name"], "runbook_version": verdict["runbook_version"],
             "created_at": iso(verdict["created_at"])}
+        body["failure"] = analyse_run(row, steps.get((row["project_id"], row["run_id"]), []))
         runs.append(body)
     return {"runs": runs, "next_cursor": run_cursor(params.page, last)}

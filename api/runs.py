@@ -8,6 +8,7 @@ from typing import Literal
 from fastapi import APIRouter, Depends, Query
 from starlette.concurrency import run_in_threadpool
 
+from agenttrail.analysis.runs import analyse_run
 from agenttrail.service.auth import Principal
 from agenttrail.storage import Store
 from agenttrail.storage.runs import get_run, get_run_steps, get_steps
@@ -70,12 +71,15 @@ async def run_detail(run_id: str = Depends(run_id_path), store: Store = Depends(
     ``agenttrail.quality_signal`` events), in time order.
 
     ``run_id`` is the trace id (32 hex) or its UUID form.  ``validation`` is null until the
-    run has been validated against a runbook.
+    run has been validated against a runbook.  ``failure`` (null when nothing failed, was
+    retried or looped) names the category, the root-cause step, the failed steps, retry
+    chains and loops (docs/failures.md).
     """
     row, steps, validation = await _read_run(store, run_id, principal, with_validation=True)
     body = run_json(row)
     body["steps"] = [step_json(s) for s in steps]
     body["validation"] = validation
+    body["failure"] = analyse_run(row, steps)
     body["decisions"], body["quality_signals"] = run_signals(steps)
     return plain_json(body)
 

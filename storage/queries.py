@@ -56,6 +56,7 @@ class RunFilter:
     has_errors: bool | None = None
     min_cost: float | None = None
     validation_status: str | None = None
+    failure_category: str | None = None
 
     def where(self) -> tuple[str, dict]:
         """The WHERE clause (``1`` when nothing filters) and its parameters."""
@@ -95,6 +96,15 @@ class RunFilter:
             else:
                 parts.append(_LATEST_VALIDATION.format(scope=scope))
                 params["f_validation"] = self.validation_status
+        if self.failure_category is not None:
+            # runs with a failed step of this category (the set index on steps.failure_category
+            # skips the granules of steps that did not fail)
+            scope = " AND project_id IN {f_projects:Array(String)}" if self.projects is not None else ""
+            if self.since_ns is not None:
+                scope += " AND start_time >= fromUnixTimestamp64Nano({f_since:Int64}, 'UTC')"
+            parts.append("(project_id, run_id) IN (SELECT project_id, run_id FROM steps "
+                         f"WHERE failure_category = {{f_failure_category:String}}{scope})")
+            params["f_failure_category"] = self.failure_category
         return " AND ".join(parts), params
 
     def tagged_where(self, tag: str) -> tuple[str, dict]:

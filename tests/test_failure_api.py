@@ -1,0 +1,115 @@
+"""The failure block in run detail and run lists, and the failure_category filter, over runs
+sent by the real OpenTelemetry SDK through the real receiver."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter as HttpExporter
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExportResult
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.trace import Status, StatusCode
+
+from api_helpers import client
+
+
+def _run(shape: str):
+    """One run of the given shape: 'recovered', 'exhausted', 'loop' or 'clean'. Returns (spans, run id, ids)."""
+    provider = TracerProvider(resource=Resource.create({"service.name": "svc", "agenttrail.project": "shop"}))
+    memory = InMemorySpanExporter()
+    provider.add_span_processor(SimpleSpanProcessor(memory))
+    tracer = provider.get_tracer("tests.failure-api")
+    ids = []
+
+    def call(name, attrs, error=None, error_type=None):
+        with tracer.start_as_current_span(name, attributes=attrs) as span:
+            if error_type:
+                span.set_attribute("error.type", error_type)
+            if error:
+                span.set_status(Status(StatusCode.ERROR, error))
+            ids.append(format(span.get_span_context().span_id, "016x"))
+
+    chat = {"gen_ai.operation.name": "chat", "gen_ai.request.model": "gpt-4o-mini"}
+    tool = {"gen_ai.operation.name": "execute_tool", "gen_ai.tool.name": "crm",
+            "gen_ai.tool.call.arguments": json.dumps({"id": 7})}
+    with tracer.start_as_current_span("invoke_agent shop", attributes={"gen_ai.operation.name": "invoke_agent"}) as root:
+        if shape == "recovered":
+            call("chat", chat, "Rate limit reached", "RateLimitError")
+            call("chat", chat)
+        elif shape == "exhausted":
+            call("chat", chat)
+            for _ in range(3):
+                call("execute_tool crm", tool, "Read timed out after 30 s", "TimeoutError")
+            root.set_status(Status(StatusCode.ERROR, "crm unavailable"))
+        elif shape == "loop":
+            for _ in range(3):
+                call("execute_tool crm", tool)
+        else:
+            call("chat", chat)
+            call("execute_tool crm", tool)
+        run_id = format(root.get_span_context().trace_id, "032x")
+    provider.shutdown()
+    return list(memory.get_finished_spans()), run_id, ids
+
+
+@pytest.fixture
+def api(server):
+    server.runs = {}
+    spans = []
+    for shape in ("recovered", "exhausted", "loop", "clean"):
+        shape_spans, run_id, ids = _run(shape)
+        spans += shape_spans
+        server.runs[shape] = (run_id, ids)
+    assert HttpExporter(endpoint=server.http_endpoint + "/v1/traces").export(spans) == SpanExportResult.SUCCESS
+    return server
+
+
+def test_run_detail_names_the_root_cause_and_the_retry_chain(api):
+    run_id, ids = api.runs["exhausted"]
+    with client(api, None) as c:
+        failure = c.get(f"/v1/runs/{run_id}").json()["failure"]
+    assert failure["category"] == "timeout" and failure["failure_type"] == "tool"
+    assert failure["root_cause_step_id"] == ids[1]  # the first attempt, not the root
+    (chain,) = failure["retries"]
+    assert chain["outcome"] == "exhausted" and [a["step_id"] for a in chain["attempts"]] == ids[1:]
+    # the root (which failed too) first, then the attempts, in execution order
+    assert len(failure["failed_step_ids"]) == 4 and failure["failed_step_ids"][1:] == ids[1:]
+
+
+def test_run_lists_carry_the_failure_block_of_every_run(api):
+    with client(api, None) as c:
+        rows = {r["run_id"]: r for r in c.get("/v1/projects/shop/runs").json()["runs"]}
+        detail = {shape: c.get(f"/v1/runs/{run_id}").json()["failure"] for shape, (run_id, _) in api.runs.items()}
+    failures = {shape: rows[run_id]["failure"] for shape, (run_id, _) in api.runs.items()}
+    assert failures["clean"] is None
+    recovered = failures["recovered"]
+    assert recovered["category"] is None and recovered["retries"][0]["outcome"] == "recovered"
+    assert recovered["retries"][0]["model"] == "gpt-4o-mini"
+    assert failures["loop"]["category"] == "planner_loop" and failures["loop"]["loops"][0]["count"] == 3
+    assert failures["exhausted"]["category"] == "timeout"
+    # the list's light read gives the same answer as the detail's full read
+    assert failures == detail
+
+
+def test_failure_category_filters_runs_in_sql(api):
+    with client(api, None) as c:
+        def listed(**params):
+            return {r["run_id"] for r in c.get("/v1/runs", params=params).json()["runs"]}
+        assert listed(failure_category="timeout") == {api.runs["exhausted"][0]}
+        assert listed(failure_category="rate_limited") == {api.runs["recovered"][0]}
+        assert listed(failure_category="auth") == set()
+        shop = c.get("/v1/projects/shop/runs", params={"failure_category": "timeout", "status": "error"}).json()
+        assert [r["run_id"] for r in shop["runs"]] == [api.runs["exhausted"][0]]
+        assert c.get("/v1/projects/other/runs", params={"failure_category": "timeout"}).json()["runs"] == []
+
+
+@pytest.mark.parametrize("value", ["bogus", "timeout' OR 1=1 --", "x" * 10_000, "", "TIMEOUT"])
+def test_a_bad_failure_category_is_a_clear_422_and_the_server_stays_up(api, value):
+    with client(api, None) as c:
+        r = c.get("/v1/runs", params={"failure_category": value})
+        assert r.status_code == 422 and "failure_category" in r.text
+        assert c.get("/health").json()["status"] == "ok"
+        assert len(c.get("/v1/runs").json()["runs"]) == 4
