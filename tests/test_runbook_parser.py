@@ -64,7 +64,8 @@ def test_json_schema_ships_and_names_the_same_keys():
     schema = json.loads(resources.files("agenttrail.validator").joinpath("schema.json").read_text())
     assert schema["additionalProperties"] is False
     assert set(schema["properties"]) == {"version", "name", "description", "applies_to", "allowed_tools",
-                                         "denied_tools", "required_steps", "budgets", "steps", "loops"}
+                                         "denied_tools", "required_steps", "budgets", "steps", "loops",
+                                         "forbid_failure_categories", "max_retries"}
     assert tuple(schema["$defs"]["budgets"]["properties"]) == BUDGET_KEYS
     for key in BUDGET_KEYS:  # every key the schema names, the parser accepts
         assert dict(parse_runbook(f"budgets: {{{key}: 1}}").budgets) == {key: 1}
