@@ -7,11 +7,13 @@ from fastapi import FastAPI
 from agenttrail.service.auth import KeyRing
 from agenttrail.storage import Store
 
-from . import compare, events, health, metrics, projects, runbooks, runs, sessions, signals
+from . import (agent_runs, compare, events, failures, health, metrics, projects, rca_runs, runbooks, runs,
+               sessions, signals)
 from .errors import install_error_handlers
 
 ROUTERS = [health.router, runs.router, projects.router, sessions.router, metrics.router,
-           events.router, runbooks.router, signals.router, compare.router]
+           events.router, runbooks.router, failures.router,
+           agent_runs.router, rca_runs.router, signals.router, compare.router]
 
 
 def create_app(store: Store, keyring: KeyRing | None = None) -> FastAPI:

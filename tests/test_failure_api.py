@@ -35,7 +35,8 @@ def _run(shape: str):
     chat = {"gen_ai.operation.name": "chat", "gen_ai.request.model": "gpt-4o-mini"}
     tool = {"gen_ai.operation.name": "execute_tool", "gen_ai.tool.name": "crm",
             "gen_ai.tool.call.arguments": json.dumps({"id": 7})}
-    with tracer.start_as_current_span("invoke_agent shop", attributes={"gen_ai.operation.name": "invoke_agent"}) as root:
+    with tracer.start_as_current_span("invoke_agent shop", attributes={
+            "gen_ai.operation.name": "invoke_agent", "gen_ai.agent.name": "shop-agent"}) as root:
         if shape == "recovered":
             call("chat", chat, "Rate limit reached", "RateLimitError")
             call("chat", chat)
