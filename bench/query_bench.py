@@ -40,10 +40,13 @@ TOOLS = 30
 MODELS = "['gpt-4o-mini', 'gpt-4o', 'claude-3-5-sonnet']"
 
 # One row per step: r = run number, k = step number in the run (0 = root agent, 1–4 llm, 5–9 tool).
+# Every 17th run fails at its tool step k = 7 (a timeout); each project's runs alternate agent
+# versions 1.0 / 1.1.
 STEPS_SQL = f"""
 INSERT INTO steps (project_id, run_id, step_id, parent_step_id, name, kind, service_name, agent_name,
                    session_id, tool_name, model, provider, status, error_type, start_time, end_time,
-                   duration_ns, input_tokens, output_tokens, total_tokens, cost_usd, ingested_at)
+                   duration_ns, input_tokens, output_tokens, total_tokens, cost_usd, ingested_at,
+                   failure_category, attributes, `events.time`, `events.name`, `events.attributes`)
 SELECT project_id, run_id, step_id, if(k = 0, '', root_id),
        multiIf(k = 0, concat('invoke_agent ', agent), k < 5, concat('chat ', model), concat('execute_tool ', tool)),
        multiIf(k = 0, 'agent', k < 5, 'llm', 'tool'), service, agent, session,
@@ -52,7 +55,17 @@ SELECT project_id, run_id, step_id, if(k = 0, '', root_id),
        start, start + toIntervalNanosecond(duration), duration,
        if(k BETWEEN 1 AND 4, 200 + h % 800, 0), if(k BETWEEN 1 AND 4, 20 + h % 200, 0),
        if(k BETWEEN 1 AND 4, 220 + h % 800 + h % 200, 0),
-       if(k BETWEEN 1 AND 4, (h % 1000) / 100000.0, NULL), now64(3)
+       if(k BETWEEN 1 AND 4, (h % 1000) / 100000.0, NULL), now64(3),
+       if(failed AND k = 7, 'timeout', ''),
+       -- the root carries the agent version, one decision and one quality signal (the SDK's events)
+       if(k = 0, map('gen_ai.agent.version', concat('1.', toString(intDiv(r, 10) % 2))), map()),
+       if(k = 0, [start, start], []),
+       if(k = 0, ['agenttrail.decision', 'agenttrail.quality_signal'], []),
+       if(k = 0, [map('agenttrail.decision.type', 'tool_selection',
+                      'agenttrail.decision.selected', if(h % 3 = 0, 'cache', 'api'),
+                      'agenttrail.decision.confidence', toString((h % 100) / 100)),
+                  map('agenttrail.quality.type', 'schema_valid', 'agenttrail.quality.code', 'full_match',
+                      'agenttrail.quality.value', if(h % 5 = 0, 'false', 'true'))], [])
 FROM (
     SELECT number, intDiv(number, {STEPS_PER_RUN}) AS r, number % {STEPS_PER_RUN} AS k,
            cityHash64(number) AS h,
@@ -124,6 +137,7 @@ def bench(port: int, store: Store, projects: int, repeat: int) -> dict:
     run_ids = [r[0] for r in store.query("SELECT run_id FROM runs ORDER BY cityHash64(run_id) LIMIT 500").result_rows]
     proj = lambda i: f"proj-{i % projects}"
     since_24h = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() - 86_400))
+    since_48h = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() - 2 * 86_400))
     with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=120) as http:
         cursor = http.get("/v1/runs", params={"project_id": "proj-1", "limit": 50}).json()["next_cursor"]
     cases = [
@@ -142,8 +156,16 @@ def bench(port: int, store: Store, projects: int, repeat: int) -> dict:
         ("projects", lambda i: ("/v1/projects", {})),
         ("sessions, project", lambda i: ("/v1/sessions", {"project_id": proj(i)})),
         ("metrics overview, 24 h", lambda i: ("/v1/metrics/overview", {})),
+        ("run report (markdown)", lambda i: (f"/v1/runs/{rng.choice(run_ids)}/report", {})),
+        ("decisions, project 24 h", lambda i: (f"/v1/projects/{proj(i)}/decisions", {})),
+        ("quality signals, project 24 h", lambda i: (f"/v1/projects/{proj(i)}/quality", {})),
+        ("compare agent versions, 24 h", lambda i: (f"/v1/projects/{proj(i)}/compare",
+                                                    {"a_agent_version": "1.0", "b_agent_version": "1.1"})),
+        ("compare yesterday with today", lambda i: (f"/v1/projects/{proj(i)}/compare",
+                                                    {"a_since": since_48h, "a_until": since_24h})),
     ]
-    slow = ("projects", "run list, no filter", "run list, tool+has_errors")
+    slow = ("projects", "run list, no filter", "run list, tool+has_errors", "decisions, project 24 h",
+            "quality signals, project 24 h", "compare agent versions, 24 h", "compare yesterday with today")
     plan = []
     for label, paths in cases:
         count = max(10, repeat // 5) if "summary" in label or "overview" in label or label in slow else repeat

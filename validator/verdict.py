@@ -83,9 +83,11 @@ def _message(runbook: Runbook, f: Finding, limit) -> str:
     if rule.startswith("loops."):
         return f"a tool was retried after failing {int(observed)} times (limit {limit})"
     if rule == "forbid_failure_categories":
-        return f"{len(f.step_ids)} steps failed with a forbidden category: {', '.join(observed)}"
+        steps = "1 step" if len(f.step_ids) == 1 else f"{len(f.step_ids)} steps"
+        return f"{steps} failed with a forbidden category: {', '.join(observed)}"
     if rule == "max_retries":
-        return f"{int(observed)} retries of a failed tool or model call, more than {limit}"
+        retries = "1 retry" if int(observed) == 1 else f"{int(observed)} retries"
+        return f"{retries} of a failed tool or model call, more than {limit}"
     index, key = rule[6:].split("].", 1)
     what = f"steps matching {runbook.steps[int(index)].match.describe()}"
     if key == "max_latency_ms":
