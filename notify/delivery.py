@@ -104,6 +104,11 @@ class Dispatcher:
             queued += 1
         return queued
 
+    def snapshot(self) -> dict:
+        """Outcome totals by (event, outcome), copied under the lock the thread counts with."""
+        with self._lock:
+            return dict(self.counts.by_event)
+
     @property
     def pending(self) -> int:
         """Deliveries queued or waiting for a retry."""
@@ -159,7 +164,8 @@ class Dispatcher:
                         delivery.webhook.url, delivery.event, delivery.attempts, why)
             self._done("failed", delivery)
         else:
-            self.counts.retried += 1
+            with self._lock:
+                self.counts.retried += 1
             delay = min(self.max_delay, self.base_delay * 2 ** (delivery.attempts - 1))
             heapq.heappush(self._retries, (time.monotonic() + delay, next(self._order), delivery))
 

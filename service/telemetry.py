@@ -92,7 +92,7 @@ class WebhookCollector:
         deliveries = CounterMetricFamily(
             "agenttrail_webhook_deliveries", "Webhook deliveries by event and outcome: delivered (2xx), "
             "failed (every attempt failed), dropped (the queue was full)", labels=["event", "outcome"])
-        by_event = dict(self.dispatcher.counts.by_event)
+        by_event = self.dispatcher.snapshot()
         for event in WEBHOOK_EVENTS:
             for outcome in ("delivered", "failed", "dropped"):
                 deliveries.add_metric([event, outcome], by_event.get((event, outcome), 0))
