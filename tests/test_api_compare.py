@@ -62,6 +62,8 @@ def test_compare_agent_versions(api):
     durations_a, durations_b = _fill(api.store)
     with client(api) as c:
         body = c.get("/v1/projects/proj-a/compare", params={"a_agent_version": "1", "b_agent_version": "2"}).json()
+        listed = c.get("/v1/runs", params={"agent_version": "2", "limit": 500}).json()["runs"]
+    assert len(listed) == 30 and {r["project_id"] for r in listed} == {"proj-a"}
     assert body["a"]["filters"] == {"agent_version": "1"} and body["a"]["runs"] == 30 and body["b"]["runs"] == 30
     success = body["metrics"]["success_rate"]
     assert (success["a"], success["b"], success["difference"]) == (0.9, 0.5, -0.4)
