@@ -169,6 +169,7 @@ def test_the_documented_runbooks_parse():
     blocks = [b.split("```", 1)[0] for b in doc.split("```yaml\n")[1:]]
     seed, full = parse_runbook(blocks[0]), parse_runbook(blocks[1])
     assert seed.rule_ids() == parse_runbook(SEED).rule_ids()
-    assert len(full.rule_ids()) == 21 and full.applies_to.agent.text == "support-*"
+    assert len(full.rule_ids()) == 23 and full.applies_to.agent.text == "support-*"
+    assert full.rule_ids()[-2:] == ["forbid_failure_categories", "max_retries"]
     for line in blocks[2].splitlines():  # one-line examples, each a runbook of its own
         parse_runbook(line.split("#")[0])
