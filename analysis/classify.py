@@ -18,7 +18,8 @@ Evidence for the category, in this order — the first that names a category win
 3. ``http.response.status_code`` (``http.status_code``), ``rpc.grpc.status_code``;
 4. the finish reasons ``content_filter`` and ``length``;
 5. the words of the status message and of the exception messages ("maximum context length",
-   "rate limit", "timed out", "missing required field" …);
+   "rate limit", "timed out", "missing required field" …), then of the codes and error names
+   themselves (``order_not_found``, ``shipping_unavailable``);
 6. the step itself: a guardrail step that failed is ``guardrail_blocked``, a retrieval with no
    documents ``retrieval_empty``;
 7. weak evidence last: a 4xx/5xx code or an error name that says only "bad request" or
@@ -99,6 +100,7 @@ _WORDS = [(re.compile(p, re.IGNORECASE), category) for p, category in (
     (r"no (documents|results) (found|returned)|empty (result|retrieval)", "retrieval_empty"),
     (r"\bnot found\b|no such|does not exist", "not_found"),
     (r"\bcancel+ed\b", "cancelled"),
+    (r"\bunavailable\b|bad gateway|overloaded|connection (refused|reset)", "server_error"),
 )]
 _TYPE_BY_CATEGORY = {"retrieval_empty": "retrieval", "planner_loop": "orchestration",
                      "guardrail_blocked": "guardrail", "policy_denied": "policy"}
@@ -213,6 +215,11 @@ def _category(kind, status_message, attrs, failure_event, exceptions, finish_rea
     for text in [status_message, (failure_event or {}).get("agenttrail.failure.message", "")] + \
             [e.get("exception.message", "") for e in exceptions]:
         found = _from_words(text)
+        if found:
+            return found, declared
+    # names and codes read as words: "order_not_found", "shipping_unavailable"
+    for raw in [(failure_event or {}).get("agenttrail.failure.code", "")] + names:
+        found = _from_words(_name(raw).replace("_", " ")) if raw else None
         if found:
             return found, declared
     if kind == "guardrail":

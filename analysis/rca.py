@@ -205,7 +205,7 @@ def build_report(run: dict, steps: list[dict], failure: dict | None) -> dict:
         what = f"{step.get('tool_name') or step.get('model') or step.get('name') or root}"
         strong = category != "unknown" and (_specific_type(step) or len(cited) > 1)
         report["hypotheses"].append({
-            "title": f"{title} Root Cause" if not title.endswith("Root Cause") else title,
+            "title": f"{title} Root Cause",
             "description": f"{what} failed ({category}) and its failure explains the run's outcome"
                            + (f": {_message(step)[:200]}" if _message(step) else "."),
             "evidence_ids": cited, "confidence": "high" if strong else "medium" if category != "unknown" else "low",

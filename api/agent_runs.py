@@ -66,7 +66,25 @@ def _store_run(store: Store, doc: AgentRun, project: str) -> dict:
             "replaced": bool(stored)}
 
 
-@router.post("/v1/agent-runs", status_code=201)
+def _body_schema() -> dict:
+    """OpenAPI schema of the body (read by hand, to bound its size before parsing)."""
+    schema = AgentRun.model_json_schema()
+    defs = schema.pop("$defs", {})
+
+    def inline(node):
+        if isinstance(node, dict):
+            ref = node.get("$ref", "")
+            if ref.startswith("#/$defs/"):
+                return inline(defs[ref.rsplit("/", 1)[1]])
+            return {k: inline(v) for k, v in node.items()}
+        if isinstance(node, list):
+            return [inline(v) for v in node]
+        return node
+
+    return {"required": True, "content": {"application/json": {"schema": inline(schema)}}}
+
+
+@router.post("/v1/agent-runs", status_code=201, openapi_extra={"requestBody": _body_schema()})
 async def ingest_agent_run(request: Request,
                            project_id: str | None = Query(None, min_length=1, max_length=256,
                                                           description="Project, when the document has none."),

@@ -15,7 +15,7 @@ from typing import Literal
 from fastapi import Depends, Query
 
 from agenttrail.analysis import FAILURE_CATEGORIES
-from agenttrail.analysis.runs import analyse_run
+from agenttrail.analysis.runs import LOOP_MIN_CALLS, analyse_run
 from agenttrail.storage.failures import page_steps
 from agenttrail.storage.queries import RunFilter, list_runs
 from agenttrail.storage.runs import latest_verdicts
@@ -112,6 +112,15 @@ class RunListParams:
         return self.selection.restricted(projects)
 
 
+def _may_have_failure(row: dict) -> bool:
+    """Whether a run can have a failure block, from its row alone: a failed step (retries need
+    one too), or enough repeated tool calls for a loop.  The other runs' steps are not read:
+    reading a page's steps costs per run, since a run's steps sit in a granule of every part.
+    (A failure on a step whose status is not ERROR — a content filter, an empty retrieval —
+    shows in the run's detail only.)"""
+    return row["error_count"] > 0 or row["tool_calls"] - len(row["tools"]) >= LOOP_MIN_CALLS - 1
+
+
 def run_list(store, projects: frozenset[str] | None, params: RunListParams) -> dict:
     """``{"runs": [...], "next_cursor": ...}`` for one page; each run carries the status of its
     latest validation (``validation``: null when never validated) and its ``failure`` block
@@ -119,7 +128,7 @@ def run_list(store, projects: frozenset[str] | None, params: RunListParams) -> d
     rows, last = list_runs(store, params.filters(projects), params.page, params.limit)
     keys = [(r["project_id"], r["run_id"]) for r in rows]
     verdicts = latest_verdicts(store, keys)
-    steps = page_steps(store, keys)
+    steps = page_steps(store, [(r["project_id"], r["run_id"]) for r in rows if _may_have_failure(r)])
     runs = []
     for row in rows:
         body = run_json(row)

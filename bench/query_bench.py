@@ -40,23 +40,29 @@ TOOLS = 30
 MODELS = "['gpt-4o-mini', 'gpt-4o', 'claude-3-5-sonnet']"
 
 # One row per step: r = run number, k = step number in the run (0 = root agent, 1–4 llm, 5–9 tool).
-# Every 17th run fails at its tool step k = 7 (a timeout); each project's runs alternate agent
-# versions 1.0 / 1.1.
+# Each project's runs alternate agent versions 1.0 / 1.1 (on the root, with a decision and a
+# quality signal event).
 STEPS_SQL = f"""
 INSERT INTO steps (project_id, run_id, step_id, parent_step_id, name, kind, service_name, agent_name,
-                   session_id, tool_name, model, provider, status, error_type, start_time, end_time,
-                   duration_ns, input_tokens, output_tokens, total_tokens, cost_usd, ingested_at,
-                   failure_category, attributes, `events.time`, `events.name`, `events.attributes`)
+                   session_id, tool_name, model, provider, status, error_type, status_message, start_time, end_time,
+                   duration_ns, input_tokens, output_tokens, total_tokens, cost_usd, failure_category,
+                   failure_type, error_fingerprint, ingested_at,
+                   attributes, `events.time`, `events.name`, `events.attributes`)
 SELECT project_id, run_id, step_id, if(k = 0, '', root_id),
        multiIf(k = 0, concat('invoke_agent ', agent), k < 5, concat('chat ', model), concat('execute_tool ', tool)),
        multiIf(k = 0, 'agent', k < 5, 'llm', 'tool'), service, agent, session,
        if(k >= 5, tool, ''), if(k BETWEEN 1 AND 4, model, ''), if(k BETWEEN 1 AND 4, 'openai', ''),
        if(failed AND (k = 0 OR k = 7), 'error', 'ok'), if(failed AND k = 7, 'TimeoutError', ''),
+       multiIf(NOT failed, '', k = 7, concat('Read timed out after ', toString(h % 60), ' s'),
+               k = 0, 'agent gave up', ''),
        start, start + toIntervalNanosecond(duration), duration,
        if(k BETWEEN 1 AND 4, 200 + h % 800, 0), if(k BETWEEN 1 AND 4, 20 + h % 200, 0),
        if(k BETWEEN 1 AND 4, 220 + h % 800 + h % 200, 0),
-       if(k BETWEEN 1 AND 4, (h % 1000) / 100000.0, NULL), now64(3),
-       if(failed AND k = 7, 'timeout', ''),
+       if(k BETWEEN 1 AND 4, (h % 1000) / 100000.0, NULL),
+       multiIf(NOT failed, '', k = 7, ['timeout', 'rate_limited', 'tool_schema_mismatch', 'auth'][r % 4 + 1],
+               k = 0, 'unknown', ''),
+       multiIf(NOT failed, '', k = 7, 'tool', k = 0, 'orchestration', ''),
+       multiIf(NOT failed, '', k = 7, 'Read timed out after <n> s', k = 0, 'agent gave up', ''), now64(3),
        -- the root carries the agent version, one decision and one quality signal (the SDK's events)
        if(k = 0, map('gen_ai.agent.version', concat('1.', toString(intDiv(r, 10) % 2))), map()),
        if(k = 0, [start, start], []),
@@ -132,12 +138,15 @@ def time_requests(port: int, plan: list[tuple[str, list[str], int]], out) -> Non
     out.send(results)
 
 
-def bench(port: int, store: Store, projects: int, repeat: int) -> dict:
+def bench(port: int, store: Store, projects: int, repeat: int, only: str | None = None) -> dict:
     rng = random.Random(7)
     run_ids = [r[0] for r in store.query("SELECT run_id FROM runs ORDER BY cityHash64(run_id) LIMIT 500").result_rows]
+    failed_ids = [r[0] for r in store.query("SELECT run_id FROM runs WHERE status = 'error' "
+                                            "ORDER BY cityHash64(run_id) LIMIT 500").result_rows]
     proj = lambda i: f"proj-{i % projects}"
     since_24h = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() - 86_400))
     since_48h = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() - 2 * 86_400))
+    since_7d = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() - 7 * 86_400))
     with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=120) as http:
         cursor = http.get("/v1/runs", params={"project_id": "proj-1", "limit": 50}).json()["next_cursor"]
     cases = [
@@ -163,12 +172,24 @@ def bench(port: int, store: Store, projects: int, repeat: int) -> dict:
                                                     {"a_agent_version": "1.0", "b_agent_version": "1.1"})),
         ("compare yesterday with today", lambda i: (f"/v1/projects/{proj(i)}/compare",
                                                     {"a_since": since_48h, "a_until": since_24h})),
+        ("run rca (failed run)", lambda i: (f"/v1/runs/{rng.choice(failed_ids)}/rca", {})),
+        ("run list, project+failure_category", lambda i: ("/v1/runs", {"project_id": proj(i),
+                                                                       "failure_category": "timeout"})),
+        ("failures by category, 24 h", lambda i: (f"/v1/projects/{proj(i)}/failures", {})),
+        ("failures by tool, 7 d", lambda i: (f"/v1/projects/{proj(i)}/failures",
+                                             {"group_by": "tool", "since": since_7d})),
+        ("failures by agent, 24 h", lambda i: (f"/v1/projects/{proj(i)}/failures", {"group_by": "agent"})),
+        ("failures by fingerprint, 24 h", lambda i: (f"/v1/projects/{proj(i)}/failures",
+                                                     {"group_by": "fingerprint"})),
     ]
+    if only:
+        cases = [case for case in cases if only in case[0]]
     slow = ("projects", "run list, no filter", "run list, tool+has_errors", "decisions, project 24 h",
             "quality signals, project 24 h", "compare agent versions, 24 h", "compare yesterday with today")
     plan = []
     for label, paths in cases:
-        count = max(10, repeat // 5) if "summary" in label or "overview" in label or label in slow else repeat
+        heavy = "summary" in label or "overview" in label or "failures by" in label or label in slow
+        count = max(10, repeat // 5) if heavy else repeat
         # warm-up: the first requests of each endpoint load its marks and plans
         urls = [path + ("?" + urlencode(params) if params else "") for path, params in map(paths, range(5 + count))]
         plan.append((label, urls, 5))
@@ -200,6 +221,7 @@ def main(argv=None) -> None:
     parser.add_argument("--repeat", type=int, default=300, help="requests per endpoint (p99 of 100 would be the second-worst)")
     parser.add_argument("--data", help="chDB data directory (default: a temporary one)")
     parser.add_argument("--keep", action="store_true", help="reuse --data if it already holds the runs")
+    parser.add_argument("--only", help="time only the endpoints whose label contains this text (e.g. failures)")
     args = parser.parse_args(argv)
     data = args.data or tempfile.mkdtemp(prefix="agenttrail-bench-")
     store = Store.open(f"chdb://{data}", "bench")
@@ -215,7 +237,7 @@ def main(argv=None) -> None:
     print(f"store: {counts[0]:,} runs, {counts[1]:,} steps; active parts {dict(parts)}", flush=True)
     port, server = serve(store)
     try:
-        bench(port, store, args.projects, args.repeat)
+        bench(port, store, args.projects, args.repeat, args.only)
     finally:
         server.should_exit = True
         store.close()

@@ -107,3 +107,11 @@ def test_keys_decide_who_may_write_and_where(make_server):
         assert _post(c, _doc(2))["project_id"] == "proj-a"  # the key's own project
     with client(server, None) as c:
         assert c.post("/v1/agent-runs", json=_doc(2)).status_code == 401
+
+
+def test_the_document_is_described_in_openapi(server):
+    with client(server, None) as c:
+        spec = c.get("/openapi.json").json()
+    schema = spec["paths"]["/v1/agent-runs"]["post"]["requestBody"]["content"]["application/json"]["schema"]
+    assert {"run_id", "steps", "tool_calls", "guardrail_events", "cost"} <= set(schema["properties"])
+    assert schema["properties"]["steps"]["maxItems"] == 1000

@@ -124,3 +124,12 @@ def test_hostile_evidence_never_raises_and_stays_bounded(kind, attrs, message, e
     category, failure_type, fingerprint = classify(kind, message=message, attrs=attrs, events=events)
     assert category in FAILURE_CATEGORIES and failure_type in FAILURE_TYPES
     assert len(fingerprint) <= 256
+
+
+def test_codes_and_names_are_read_as_words_after_the_messages():
+    declared = ("agenttrail.failure", {"agenttrail.failure.type": "tool", "agenttrail.failure.code": "order_not_found"})
+    assert classify("agent", events=[declared])[:2] == ("not_found", "tool")
+    assert classify("tool", attrs={"error.type": "shipping_unavailable"})[0] == "server_error"
+    assert classify("tool", events=[exc("ConnectionError", "shipping API unavailable (503)")])[0] == "server_error"
+    # but "Internal Server Error" alone stays unknown (seed 002: a generic message is no evidence)
+    assert classify("agent", message="Internal Server Error")[0] == "unknown"
