@@ -34,12 +34,13 @@ FROM runs FINAL WHERE {{where}}"""
 _RANK_TESTS = {"duration_ms": ("duration_ms", "1"), "tokens_per_run": ("toFloat64(total_tokens)", "1"),
                "cost_per_run": ("ifNull(cost_usd, 0)", "cost_usd IS NOT NULL")}
 
+# The 200 most called tools of each cohort.
 _TOOLS = """
 SELECT {cohort:UInt8} AS cohort, tool_name AS tool, count() AS calls, countIf(status = 'error') AS errors,
        uniqExact(run_id) AS runs
 FROM steps WHERE project_id IN {projects:Array(String)} AND start_time >= fromUnixTimestamp64Nano({since:Int64}, 'UTC')
   AND tool_name != '' AND run_id IN (SELECT run_id FROM runs FINAL WHERE {where} AND status != 'in_progress')
-GROUP BY tool_name"""
+GROUP BY tool_name ORDER BY calls DESC, tool LIMIT 200"""
 
 _CATEGORIES = """
 SELECT {cohort:UInt8} AS cohort, failure_category AS category, uniqExact(run_id) AS runs, count() AS steps
@@ -178,10 +179,11 @@ def compare_cohorts(store, a: RunFilter, b: RunFilter, alpha: float = 0.05) -> d
                    fields=("runs", "calls", "errors"))
     cat_a, cat_b = _by_cohort(store, _CATEGORIES, a, b)
     categories = _rates(cat_a, cat_b, "category", side_a["finished_runs"], side_b["finished_runs"], alpha,
-                            fields=("runs", "steps"))
-    risen = [c for c in categories if c["difference"] is not None and c["difference"] > 0 and c["p_value"] is not None
-             and c["p_value"] < alpha / len(categories)]
+                        fields=("runs", "steps"))
+    cutoff = alpha / max(1, len(categories))
     for c in categories:
-        c["rose_significantly"] = c in risen
+        c["rose_significantly"] = ((c["difference"] or 0) > 0 and c["p_value"] is not None
+                                   and c["p_value"] < cutoff)
+    risen = [c["category"] for c in categories if c["rose_significantly"]]
     return {"a": side_a, "b": side_b, "metrics": metrics, "tools": tools, "failure_categories": categories,
-            "prompt_regression": {"detected": bool(risen), "categories": [c["category"] for c in risen]}}
+            "prompt_regression": {"detected": bool(risen), "categories": risen}}
