@@ -54,6 +54,7 @@ class Job:
 
     @property
     def finished(self) -> bool:
+        """Whether the job is done or failed: no event will follow."""
         return self.status in FINISHED
 
     def view(self) -> dict:
@@ -99,10 +100,12 @@ class JobRegistry:
             job.progress("RCA failed", 100, job.error, status="failed")
 
     def get(self, job_id: str) -> Job | None:
+        """The job with this id, or None when unknown or forgotten."""
         with self._lock:
             return self._jobs.get(job_id)
 
     def close(self) -> None:
+        """Stop taking jobs; queued ones are dropped."""
         self._pool.shutdown(wait=False, cancel_futures=True)
 
 

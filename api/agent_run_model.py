@@ -43,6 +43,8 @@ class _Item(BaseModel):
 
 
 class AgentStep(_Item):
+    """One of the run's steps."""
+
     step_id: str = _ID
     name: str | None = _NAME
     status: Status | None = None
@@ -55,6 +57,8 @@ class AgentStep(_Item):
 
 
 class ToolCall(_Item):
+    """One tool call, under the step named by ``step_id``."""
+
     call_id: str = _ID
     step_id: str | None = Field(default=None, min_length=1, max_length=256)
     tool_name: str = Field(min_length=1, max_length=1024)
@@ -70,6 +74,8 @@ class ToolCall(_Item):
 
 
 class GuardrailEvent(_Item):
+    """A guardrail that fired, under the step named by ``step_id``."""
+
     event_id: str = _ID
     type: str | None = _NAME
     message: str | None = _TEXT
@@ -79,6 +85,8 @@ class GuardrailEvent(_Item):
 
 
 class Cost(_Item):
+    """What the run reported it used and cost."""
+
     tokens_prompt: int | None = Field(default=None, ge=0, le=2**53)
     tokens_completion: int | None = Field(default=None, ge=0, le=2**53)
     total_cost_usd: float | None = Field(default=None, ge=0, le=1e9, allow_inf_nan=False)

@@ -16,11 +16,12 @@ from starlette.concurrency import run_in_threadpool
 
 from agenttrail.service.auth import Principal
 from agenttrail.storage import Store, StorageUnavailable
-from agenttrail.storage.events import delete_steps
+from agenttrail.storage.events import delete_steps, load_steps
 
 from .agent_run_model import AgentRun, to_steps
 from .deps import get_store, ingester
 from .errors import ApiError
+from .events import _restore as restore_steps
 
 router = APIRouter(tags=["agent-runs"])
 MAX_BODY_BYTES = 4 * 1024 * 1024
@@ -54,14 +55,19 @@ async def _document(request: Request) -> AgentRun:
 
 def _store_run(store: Store, doc: AgentRun, project: str) -> dict:
     run, batch = to_steps(doc, project)
-    stored = store.query("SELECT DISTINCT step_id FROM steps WHERE project_id = {p:String} AND run_id = {r:String}",
-                         parameters={"p": project, "r": run}).result_rows
+    ids = store.query("SELECT DISTINCT step_id FROM steps WHERE project_id = {p:String} AND run_id = {r:String}",
+                      parameters={"p": project, "r": run}).result_rows
+    stored = load_steps(store, {(project, run, row[0]) for row in ids}) if ids else {}
     if stored:  # an upsert: the new document replaces every step of the old one
-        delete_steps(store, {(project, run, row[0]) for row in stored})
+        delete_steps(store, set(stored))
     try:
         store.writer.write(batch, timeout=WRITE_TIMEOUT)
-    except FutureTimeout:
-        raise StorageUnavailable("storage did not confirm the write in time", retry_after=2) from None
+    except Exception as exc:
+        if stored:  # put the old run back: a failed request loses nothing
+            restore_steps(store, list(stored.values()))
+        if isinstance(exc, FutureTimeout):
+            raise StorageUnavailable("storage did not confirm the write in time", retry_after=2) from None
+        raise
     return {"run_id": run, "source_run_id": doc.run_id, "project_id": project, "steps": len(batch),
             "replaced": bool(stored)}
 

@@ -102,10 +102,13 @@ async def run_steps(run_id: str = Depends(run_id_path),
 @router.get("/v1/runs/{run_id}/timeline")
 async def run_timeline(run_id: str = Depends(run_id_path), store: Store = Depends(get_store),
                        principal: Principal = Depends(reader)) -> dict:
-    """The step tree of one run with each step's ``offset_ms`` (from the first step's start)
-    and ``duration_ms`` — what a waterfall chart needs."""
+    """The step tree of one run with each step's ``offset_ms`` (from the first step's start),
+    ``duration_ms`` and ``failure_category``, and the run's ``failure`` block — what a waterfall
+    chart needs."""
     row, steps, _ = await _read_run(store, run_id, principal)
-    return plain_json(build_timeline(row, steps))
+    body = build_timeline(row, steps)
+    body["failure"] = analyse_run(row, steps)  # marks the root cause and retries on the waterfall
+    return plain_json(body)
 
 
 @router.get("/v1/runs/{run_id}/report", response_class=PlainTextResponse,

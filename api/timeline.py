@@ -18,7 +18,8 @@ def build_timeline(run: dict, steps: list[dict]) -> dict:
     """``{"run_id", "started_at", "duration_ms", "roots": [node…]}``.
 
     Each node: the step's identity and labels, ``offset_ms`` from the earliest step start,
-    ``duration_ms`` and its ``children`` in start order.  A step whose parent is not in the run
+    ``duration_ms``, its ``failure_category`` (null when it did not fail) and its ``children`` in
+    start order.  A step whose parent is not in the run
     (an orphan) is a root, flagged ``orphan``.  ``steps`` must be in :func:`get_steps` order.
     """
     origin = min((_ns(s["start_time"]) for s in steps), default=0)
@@ -35,6 +36,7 @@ def build_timeline(run: dict, steps: list[dict]) -> dict:
             "status": step["status"],
             "tool": step["tool_name"] or None,
             "model": step["model"] or None,
+            "failure_category": step.get("failure_category") or None,
             "offset_ms": (_ns(step["start_time"]) - origin) / 1e6,
             "duration_ms": step["duration_ns"] / 1e6,
             "children": [],

@@ -115,3 +115,25 @@ def test_the_document_is_described_in_openapi(server):
     schema = spec["paths"]["/v1/agent-runs"]["post"]["requestBody"]["content"]["application/json"]["schema"]
     assert {"run_id", "steps", "tool_calls", "guardrail_events", "cost"} <= set(schema["properties"])
     assert schema["properties"]["steps"]["maxItems"] == 1000
+
+
+def test_a_failed_replacement_puts_the_old_run_back(server, monkeypatch):
+    from agenttrail.storage import StorageUnavailable
+
+    with client(server, None) as c:
+        stored = _post(c, _doc(1))
+        writer, real_write = server.store.writer, server.store.writer.write
+        calls = []
+
+        def failing_once(batch, **kwargs):  # storage refuses the new document's write, then recovers
+            calls.append(len(batch))
+            if len(calls) == 1:
+                raise StorageUnavailable("storage rejected the write")
+            return real_write(batch, **kwargs)
+
+        monkeypatch.setattr(writer, "write", failing_once)
+        changed = {**_doc(1), "tool_calls": []}
+        assert c.post("/v1/agent-runs", json=changed).status_code == 503
+        run = c.get(f"/v1/runs/{stored['run_id']}").json()
+    assert calls == [1 + 4 + 0 + 1, 9]  # the refused write, then the old steps written back
+    assert len(run["steps"]) == 9 and run["failure"]["category"] == "tool_schema_mismatch"

@@ -114,3 +114,13 @@ def test_a_bad_failure_category_is_a_clear_422_and_the_server_stays_up(api, valu
         assert r.status_code == 422 and "failure_category" in r.text
         assert c.get("/health").json()["status"] == "ok"
         assert len(c.get("/v1/runs").json()["runs"]) == 4
+
+
+def test_the_timeline_marks_failed_steps_and_the_root_cause(api):
+    run_id, ids = api.runs["exhausted"]
+    with client(api, None) as c:
+        timeline = c.get(f"/v1/runs/{run_id}/timeline").json()
+    (root,) = timeline["roots"]
+    assert [(n["kind"], n["failure_category"]) for n in root["children"]] == [
+        ("llm", None), ("tool", "timeout"), ("tool", "timeout"), ("tool", "timeout")]
+    assert timeline["failure"]["root_cause_step_id"] == ids[1] == root["children"][1]["step_id"]
