@@ -2,8 +2,8 @@
 
 ``validation.failed``: a validation stored with status ``failed``, whoever stored it (the API,
 automatic validation, the CLI).  ``failure.new_group``: the first failed step of a
-(project, failure category, error fingerprint) group — the groups of
-``GET /v1/projects/{p}/failures?group_by=fingerprint`` — never seen before.
+(project, failure category, error fingerprint) group never seen before: a new fingerprint
+of ``GET /v1/projects/{p}/failures?group_by=fingerprint``, or a known one in a new category.
 
 :meth:`EventWatcher.tick` runs on a timer beside the server and reads only rows stored since
 the previous tick (by ``created_at`` / ``ingested_at``, both indexed), re-reading an overlap
