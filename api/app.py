@@ -10,12 +10,14 @@ from agenttrail.service.auth import KeyRing
 from agenttrail.storage import Store
 from agenttrail.ui import mount_ui
 
-from . import agent_runs, events, failures, health, metrics, projects, rca_runs, runbooks, runs, sessions, stream
+from . import (agent_runs, compare, events, failures, health, metrics, projects, rca_runs, runbooks, runs,
+               sessions, signals, stream)
 from .errors import install_error_handlers
 
 # stream before runs: /v1/runs/stream must not be read as a run id.
 ROUTERS = [health.router, stream.router, runs.router, projects.router, sessions.router, metrics.router,
-           events.router, runbooks.router, failures.router, agent_runs.router, rca_runs.router]
+           events.router, runbooks.router, failures.router, agent_runs.router, rca_runs.router,
+           signals.router, compare.router]
 
 
 def create_app(store: Store, keyring: KeyRing | None = None) -> FastAPI:

@@ -45,15 +45,18 @@ def parse_time(name: str, value: str | None) -> int | None:
     return (delta.days * 86_400 + delta.seconds) * 1_000_000_000 + delta.microseconds * 1000
 
 
-def time_window(since: str | None, until: str | None, default_hours: int | None):
-    """(since_ns, until_ns); a missing bound defaults to now / now − ``default_hours``."""
-    since_ns, until_ns = parse_time("since", since), parse_time("until", until)
+def time_window(since: str | None, until: str | None, default_hours: int | None,
+                names: tuple[str, str] = ("since", "until")):
+    """(since_ns, until_ns); a missing bound defaults to now / now − ``default_hours``.
+
+    ``names`` are the parameters' names as the caller sent them, for the error message."""
+    since_ns, until_ns = parse_time(names[0], since), parse_time(names[1], until)
     if default_hours is not None:
         now_ns = int(datetime.now(timezone.utc).timestamp() * 1e9)
         until_ns = now_ns + 1 if until_ns is None else until_ns
         since_ns = until_ns - default_hours * 3_600_000_000_000 if since_ns is None else since_ns
     if since_ns is not None and until_ns is not None and since_ns >= until_ns:
-        raise bad_parameter("since", "must be earlier than until")
+        raise bad_parameter(names[0], f"must be earlier than {names[1]}")
     return since_ns, until_ns
 
 

@@ -6,18 +6,21 @@ import asyncio
 from typing import Literal
 
 from fastapi import APIRouter, Depends, Query
+from fastapi.responses import PlainTextResponse
 from starlette.concurrency import run_in_threadpool
 
 from agenttrail.analysis.runs import analyse_run
 from agenttrail.service.auth import Principal
 from agenttrail.storage import Store
 from agenttrail.storage.runs import get_run, get_run_steps, get_steps
-from agenttrail.validator.service import latest_validations
+from agenttrail.validator.service import latest_validations, validations_of_run
 
 from .deps import get_store, project_scope, reader, run_id_path, visible_projects
 from .errors import ApiError
 from .params import text
 from .run_list import RunListParams, run_list
+from .run_report import render_report
+from .signals import run_signals
 from .serialize import plain_json, run_json, step_json
 from .timeline import build_timeline
 
@@ -65,7 +68,9 @@ async def _read_run(store: Store, run_id: str, principal: Principal, *, with_val
 @router.get("/v1/runs/{run_id}")
 async def run_detail(run_id: str = Depends(run_id_path), store: Store = Depends(get_store),
                      principal: Principal = Depends(reader)) -> dict:
-    """One run with its totals, its steps in execution order and its latest validation.
+    """One run with its totals, its steps in execution order, its latest validation, and the
+    decisions and quality signals its steps recorded (``agenttrail.decision`` /
+    ``agenttrail.quality_signal`` events), in time order.
 
     ``run_id`` is the trace id (32 hex) or its UUID form.  ``validation`` is null until the
     run has been validated against a runbook.  ``failure`` (null when nothing failed, was
@@ -77,6 +82,7 @@ async def run_detail(run_id: str = Depends(run_id_path), store: Store = Depends(
     body["steps"] = [step_json(s) for s in steps]
     body["validation"] = validation
     body["failure"] = analyse_run(row, steps)
+    body["decisions"], body["quality_signals"] = run_signals(steps)
     return plain_json(body)
 
 
@@ -103,3 +109,18 @@ async def run_timeline(run_id: str = Depends(run_id_path), store: Store = Depend
     body = build_timeline(row, steps)
     body["failure"] = analyse_run(row, steps)  # marks the root cause and retries on the waterfall
     return plain_json(body)
+
+
+@router.get("/v1/runs/{run_id}/report", response_class=PlainTextResponse,
+            responses={200: {"content": {"text/markdown": {"schema": {"type": "string"}}},
+                             "description": "The report, as Markdown."}})
+async def run_report(run_id: str = Depends(run_id_path), store: Store = Depends(get_store),
+                     principal: Principal = Depends(reader)) -> PlainTextResponse:
+    """One run as a Markdown report (seed 001's run_report.md): headline, steps by kind, tool
+    calls, retry attempts and outcomes, failure classification, validations (up to 20, newest
+    first), decisions and quality signals, terminal status."""
+    row, steps, _ = await _read_run(store, run_id, principal)
+    validations = await run_in_threadpool(validations_of_run, store, row["project_id"], row["run_id"])
+    decisions, signals = run_signals(steps)
+    text = render_report(run_json(row), steps, analyse_run(row, steps), validations, decisions, signals)
+    return PlainTextResponse(text, media_type="text/markdown; charset=utf-8")

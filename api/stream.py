@@ -26,7 +26,7 @@ from agenttrail.storage.changes import current_runs, recent_versions
 from .deps import get_store, project_scope, reader
 from .errors import ApiError
 from .params import text
-from .run_list import RunFilterParams, with_verdicts
+from .run_list import RunFilters, run_filters, with_verdicts
 
 router = APIRouter(tags=["runs"])
 log = logging.getLogger("agenttrail")
@@ -56,7 +56,7 @@ def _poll(store: Store, projects, filters, since_ms: int, sent: dict) -> tuple[l
 @router.get("/v1/runs/stream", response_class=StreamingResponse,
             responses={200: {"content": {"text/event-stream": {}}}})
 async def stream_runs(request: Request, project_id: str | None = text("Only this project."),
-                      params: RunFilterParams = Depends(),
+                      params: RunFilters = Depends(run_filters()),
                       interval: float = Query(1.0, ge=0.2, le=60, allow_inf_nan=False,
                                               description="Seconds between checks for changes (0.2–60)."),
                       store: Store = Depends(get_store), principal: Principal = Depends(reader)):
@@ -70,7 +70,7 @@ async def stream_runs(request: Request, project_id: str | None = text("Only this
     if state.open_streams >= MAX_STREAMS:
         raise ApiError(503, f"too many open run streams (at most {MAX_STREAMS})", headers={"Retry-After": "5"})
     projects = project_scope(principal, project_id)
-    filters = params.filters(projects)
+    filters = params.restricted(projects)
     stopping = state.stopping
 
     async def events():

@@ -40,11 +40,14 @@ TOOLS = 30
 MODELS = "['gpt-4o-mini', 'gpt-4o', 'claude-3-5-sonnet']"
 
 # One row per step: r = run number, k = step number in the run (0 = root agent, 1–4 llm, 5–9 tool).
+# Each project's runs alternate agent versions 1.0 / 1.1 (on the root, with a decision and a
+# quality signal event).
 STEPS_SQL = f"""
 INSERT INTO steps (project_id, run_id, step_id, parent_step_id, name, kind, service_name, agent_name,
                    session_id, tool_name, model, provider, status, error_type, status_message, start_time, end_time,
                    duration_ns, input_tokens, output_tokens, total_tokens, cost_usd, failure_category,
-                   failure_type, error_fingerprint, ingested_at)
+                   failure_type, error_fingerprint, ingested_at,
+                   attributes, `events.time`, `events.name`, `events.attributes`)
 SELECT project_id, run_id, step_id, if(k = 0, '', root_id),
        multiIf(k = 0, concat('invoke_agent ', agent), k < 5, concat('chat ', model), concat('execute_tool ', tool)),
        multiIf(k = 0, 'agent', k < 5, 'llm', 'tool'), service, agent, session,
@@ -59,7 +62,16 @@ SELECT project_id, run_id, step_id, if(k = 0, '', root_id),
        multiIf(NOT failed, '', k = 7, ['timeout', 'rate_limited', 'tool_schema_mismatch', 'auth'][r % 4 + 1],
                k = 0, 'unknown', ''),
        multiIf(NOT failed, '', k = 7, 'tool', k = 0, 'orchestration', ''),
-       multiIf(NOT failed, '', k = 7, 'Read timed out after <n> s', k = 0, 'agent gave up', ''), now64(3)
+       multiIf(NOT failed, '', k = 7, 'Read timed out after <n> s', k = 0, 'agent gave up', ''), now64(3),
+       -- the root carries the agent version, one decision and one quality signal (the SDK's events)
+       if(k = 0, map('gen_ai.agent.version', concat('1.', toString(intDiv(r, 10) % 2))), map()),
+       if(k = 0, [start, start], []),
+       if(k = 0, ['agenttrail.decision', 'agenttrail.quality_signal'], []),
+       if(k = 0, [map('agenttrail.decision.type', 'tool_selection',
+                      'agenttrail.decision.selected', if(h % 3 = 0, 'cache', 'api'),
+                      'agenttrail.decision.confidence', toString((h % 100) / 100)),
+                  map('agenttrail.quality.type', 'schema_valid', 'agenttrail.quality.code', 'full_match',
+                      'agenttrail.quality.value', if(h % 5 = 0, 'false', 'true'))], [])
 FROM (
     SELECT number, intDiv(number, {STEPS_PER_RUN}) AS r, number % {STEPS_PER_RUN} AS k,
            cityHash64(number) AS h,
@@ -133,6 +145,7 @@ def bench(port: int, store: Store, projects: int, repeat: int, only: str | None 
                                             "ORDER BY cityHash64(run_id) LIMIT 500").result_rows]
     proj = lambda i: f"proj-{i % projects}"
     since_24h = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() - 86_400))
+    since_48h = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() - 2 * 86_400))
     since_7d = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() - 7 * 86_400))
     with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=120) as http:
         cursor = http.get("/v1/runs", params={"project_id": "proj-1", "limit": 50}).json()["next_cursor"]
@@ -152,6 +165,13 @@ def bench(port: int, store: Store, projects: int, repeat: int, only: str | None 
         ("projects", lambda i: ("/v1/projects", {})),
         ("sessions, project", lambda i: ("/v1/sessions", {"project_id": proj(i)})),
         ("metrics overview, 24 h", lambda i: ("/v1/metrics/overview", {})),
+        ("run report (markdown)", lambda i: (f"/v1/runs/{rng.choice(run_ids)}/report", {})),
+        ("decisions, project 24 h", lambda i: (f"/v1/projects/{proj(i)}/decisions", {})),
+        ("quality signals, project 24 h", lambda i: (f"/v1/projects/{proj(i)}/quality", {})),
+        ("compare agent versions, 24 h", lambda i: (f"/v1/projects/{proj(i)}/compare",
+                                                    {"a_agent_version": "1.0", "b_agent_version": "1.1"})),
+        ("compare yesterday with today", lambda i: (f"/v1/projects/{proj(i)}/compare",
+                                                    {"a_since": since_48h, "a_until": since_24h})),
         ("run rca (failed run)", lambda i: (f"/v1/runs/{rng.choice(failed_ids)}/rca", {})),
         ("run list, project+failure_category", lambda i: ("/v1/runs", {"project_id": proj(i),
                                                                        "failure_category": "timeout"})),
@@ -164,7 +184,8 @@ def bench(port: int, store: Store, projects: int, repeat: int, only: str | None 
     ]
     if only:
         cases = [case for case in cases if only in case[0]]
-    slow = ("projects", "run list, no filter", "run list, tool+has_errors")
+    slow = ("projects", "run list, no filter", "run list, tool+has_errors", "decisions, project 24 h",
+            "quality signals, project 24 h", "compare agent versions, 24 h", "compare yesterday with today")
     plan = []
     for label, paths in cases:
         heavy = "summary" in label or "overview" in label or "failures by" in label or label in slow

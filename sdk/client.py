@@ -79,7 +79,8 @@ class Client:
         self._http.close()
 
     # -- transport ------------------------------------------------------------------------
-    def _request(self, method: str, path: str, *, params: dict | None = None, json: Any = None) -> Any:
+    def _request(self, method: str, path: str, *, params: dict | None = None, json: Any = None,
+                 text: bool = False) -> Any:
         attempt = 0
         while True:
             try:
@@ -92,6 +93,8 @@ class Client:
                 wait = None
             else:
                 if response.status_code < 400:
+                    if text:
+                        return response.text
                     return response.json() if response.content else None
                 wait = _retry_after(response.headers.get("retry-after"))
                 failure = errors.error_for(response.status_code, _body(response), wait)
@@ -189,6 +192,25 @@ class Client:
             if page.next_offset is None or page.next_offset <= offset:
                 return
             offset = page.next_offset
+
+    def report(self, run_id: str) -> str:
+        """``GET /v1/runs/{id}/report``: the run as a Markdown report."""
+        return self._request("GET", f"/v1/runs/{_segment(run_id)}/report", text=True)
+
+    def decisions(self, project: str, **filters) -> dict:
+        """``GET /v1/projects/{p}/decisions``: decisions per type and option over the runs the
+        run-list ``filters`` select (``agent_version=``, ``since=`` …), as the API returns them."""
+        return self._request("GET", f"/v1/projects/{_segment(project)}/decisions", params=_params(filters))
+
+    def quality(self, project: str, **filters) -> dict:
+        """``GET /v1/projects/{p}/quality``: quality signals and the success rate with and without each."""
+        return self._request("GET", f"/v1/projects/{_segment(project)}/quality", params=_params(filters))
+
+    def compare(self, project: str, a: dict, b: dict, *, alpha: float | None = None) -> dict:
+        """``GET /v1/projects/{p}/compare``: cohort ``a`` (the baseline) against ``b``, each a dict
+        of run-list filters (``{"agent_version": "1.4.0"}``), with differences and significance."""
+        params = {**{f"a_{k}": v for k, v in a.items()}, **{f"b_{k}": v for k, v in b.items()}, "alpha": alpha}
+        return self._request("GET", f"/v1/projects/{_segment(project)}/compare", params=_params(params))
 
     def send_events(self, events: list[dict]) -> IngestResult:
         """``POST /v1/events``: seed 000's event API, for agents without OpenTelemetry."""

@@ -15,6 +15,7 @@ import threading
 import uvicorn
 
 from agenttrail.api.app import create_app
+from agenttrail.notify import Dispatcher, EventWatcher, parse_webhooks
 from agenttrail.receiver.ingest import TraceIngestor
 from agenttrail.receiver.mapping import MappingOptions
 from agenttrail.receiver.otlp_grpc import create_grpc_server
@@ -56,6 +57,8 @@ class Service:
         self._thread: threading.Thread | None = None
         self._started = threading.Event()
         self._error: BaseException | None = None
+        self.event_watcher: EventWatcher | None = None  # set once serving, with webhooks
+        self.webhooks = Dispatcher(parse_webhooks(list(settings.webhooks)))  # no thread without webhooks
 
     # -- endpoints, for clients and tests ---------------------------------------------------
 
@@ -112,7 +115,7 @@ class Service:
 
         servers = []
         api = self.api_app = create_app(self.store, keyring)
-        add_metrics_endpoint(api, ingestor.counters, self.store.writer, pool)
+        add_metrics_endpoint(api, ingestor.counters, self.store.writer, pool, self.webhooks)
         for app, attr in ((create_http_receiver(ingestor, keyring, s.max_request_bytes), "http_port"),
                           (api, "api_port")):
             config = uvicorn.Config(app, host=s.host, port=getattr(self, attr), log_level="warning",
@@ -132,9 +135,12 @@ class Service:
             log.info("agenttrail: OTLP/gRPC %s, OTLP/HTTP %s, API %s, storage %s",
                      self.grpc_endpoint, self.http_endpoint, self.api_url, self.store.target.dsn.split("@")[-1])
             self._started.set()
-            auto = asyncio.create_task(self._auto_validate())
+            background = [asyncio.create_task(self._auto_validate())]
+            if self.webhooks.webhooks:
+                background.append(asyncio.create_task(self._watch_events()))
             await self._stop.wait()
-            auto.cancel()
+            for task in background:
+                task.cancel()
         finally:
             api.state.stopping.set()  # open event streams end, or uvicorn would wait on them
             for server, _ in servers:
@@ -142,6 +148,7 @@ class Service:
             await grpc_server.stop(grace=3)
             await asyncio.gather(*tasks, return_exceptions=True)
             await asyncio.get_running_loop().run_in_executor(None, pool.close)
+            await asyncio.get_running_loop().run_in_executor(None, self.webhooks.close)
             if self._owns_store:
                 await asyncio.get_running_loop().run_in_executor(None, self.store.close)
 
@@ -156,6 +163,18 @@ class Service:
                 await loop.run_in_executor(None, validator.tick)
             except Exception:  # a storage outage must not end automatic validation for good
                 log.warning("automatic validation pass failed", exc_info=True)
+
+    async def _watch_events(self, interval: float = 1.0) -> None:
+        """Publish webhook events found in storage every ``interval`` seconds, off the loop;
+        delivery runs on the dispatcher's own thread, so neither waits on a slow receiver."""
+        watcher = self.event_watcher = EventWatcher(self.store, self.webhooks)
+        loop = asyncio.get_running_loop()
+        while True:
+            try:
+                await loop.run_in_executor(None, watcher.tick)
+            except Exception:  # a storage outage must not end notifications for good
+                log.warning("webhook event pass failed", exc_info=True)
+            await asyncio.sleep(interval)
 
     def request_stop(self) -> None:
         """Ask :meth:`serve` to shut down (thread-safe)."""

@@ -25,8 +25,9 @@ def _add_serve_arguments(parser: argparse.ArgumentParser) -> None:
         help_text = f.metadata.get("help", "") + f" [env AGENTTRAIL_{name.upper()}]"
         if isinstance(f.default, bool):
             parser.add_argument(flag, dest=name, action="store_const", const=True, default=None, help=help_text)
-        elif name in ("api_keys",):
-            continue  # keys belong in the config file or the environment, not in shell history
+        elif name in ("api_keys", "webhooks"):
+            continue  # keys belong in the config file or the environment, not in shell history;
+            # webhooks are structured (and carry secrets): config file only
         else:
             kind = type(f.default) if isinstance(f.default, (int, float)) else str
             parser.add_argument(flag, dest=name, type=kind if kind is not tuple else str,

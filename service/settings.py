@@ -14,6 +14,8 @@ from typing import Any
 
 import yaml
 
+from agenttrail.notify import WebhookConfigError, parse_webhooks
+
 from .auth import ApiKey, AuthConfigError, KeyRing, parse_keys_env
 
 MiB = 1024 * 1024
@@ -74,6 +76,8 @@ class Settings:
     auto_validate_quiet_seconds: float = field(default=30.0, metadata={
         "help": "a run is validated automatically this long after its last span, once its root arrived"})
     log_level: str = field(default="info", metadata={"help": "debug, info, warning or error"})
+    webhooks: tuple = field(default=(), metadata={
+        "help": "webhooks (config file only): a list of {url, events, projects, secret}; see docs/webhooks.md"})
 
     @property
     def storage_dsn(self) -> str:
@@ -120,6 +124,10 @@ class Settings:
             raise SettingsError("write_timeout must be positive and ttl_days not negative")
         if self.log_level not in ("debug", "info", "warning", "error"):
             raise SettingsError(f"log_level must be debug, info, warning or error, not {self.log_level!r}")
+        try:
+            parse_webhooks(list(self.webhooks))
+        except WebhookConfigError as exc:
+            raise SettingsError(str(exc)) from None
         keyring = self.keyring()
         if not keyring.enabled and not self.insecure and not _is_loopback(self.host):
             raise SettingsError(
@@ -146,6 +154,10 @@ def _coerce(name: str, value: Any, source: str):
                 return tuple(parse_keys_env(value))
             if not isinstance(value, list):
                 raise ValueError("expected a list of {key, scopes, projects}")
+            return tuple(value)
+        if name == "webhooks":
+            if not isinstance(value, list):
+                raise ValueError("expected a list of {url, events, projects, secret}, in the config file")
             return tuple(value)
         if kind is tuple:
             if isinstance(value, str):

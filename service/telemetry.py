@@ -17,6 +17,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
 from agenttrail.api.deps import admin
+from agenttrail.notify import EVENTS as WEBHOOK_EVENTS
 from agenttrail.receiver.ingest import IngestCounters
 
 OUTCOMES = ("ok", "invalid", "unauthenticated", "forbidden", "too_large", "unsupported",
@@ -106,11 +107,35 @@ class IngestCollector:
                                 value=status["oldest_age_s"])
 
 
-def add_metrics_endpoint(app: FastAPI, counters: IngestCounters, writer, pool=None) -> None:
-    """Serve ``GET /metrics`` on ``app`` (``pool``: the receivers' mapping pool, if any); it needs
-    an admin key when keys are configured."""
+class WebhookCollector:
+    """Webhook deliveries by event and outcome, and those still pending."""
+
+    def __init__(self, dispatcher):
+        self.dispatcher = dispatcher
+
+    def collect(self):
+        """The metric families, from the dispatcher's counts."""
+        deliveries = CounterMetricFamily(
+            "agenttrail_webhook_deliveries", "Webhook deliveries by event and outcome: delivered (2xx), "
+            "failed (every attempt failed), dropped (the queue was full)", labels=["event", "outcome"])
+        by_event = self.dispatcher.snapshot()
+        for event in WEBHOOK_EVENTS:
+            for outcome in ("delivered", "failed", "dropped"):
+                deliveries.add_metric([event, outcome], by_event.get((event, outcome), 0))
+        yield deliveries
+        yield CounterMetricFamily("agenttrail_webhook_retries", "Webhook attempts that failed and were scheduled again",
+                                  value=self.dispatcher.counts.retried)
+        yield GaugeMetricFamily("agenttrail_webhook_pending", "Webhook deliveries queued or waiting to retry",
+                                value=self.dispatcher.pending)
+
+
+def add_metrics_endpoint(app: FastAPI, counters: IngestCounters, writer, pool=None, webhooks=None) -> None:
+    """Serve ``GET /metrics`` on ``app`` (``pool``: the receivers' mapping pool, ``webhooks``: the
+    webhook dispatcher, if any); it needs an admin key when keys are configured."""
     registry = CollectorRegistry(auto_describe=False)
     registry.register(IngestCollector(counters, writer, pool))
+    if webhooks is not None:
+        registry.register(WebhookCollector(webhooks))
 
     def metrics(_principal=Depends(admin)) -> Response:
         return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
@@ -118,4 +143,4 @@ def add_metrics_endpoint(app: FastAPI, counters: IngestCounters, writer, pool=No
     app.add_api_route("/metrics", metrics, methods=["GET"], include_in_schema=False)
 
 
-__all__ = ["IngestCollector", "add_metrics_endpoint"]
+__all__ = ["IngestCollector", "WebhookCollector", "add_metrics_endpoint"]

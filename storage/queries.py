@@ -46,6 +46,7 @@ class RunFilter:
     projects: frozenset[str] | None = None
     status: str | None = None
     agent: str | None = None
+    agent_version: str | None = None
     service: str | None = None
     session: str | None = None
     tool: str | None = None
@@ -74,6 +75,9 @@ class RunFilter:
             if value is not None:
                 parts.append(f"has({column}, {{f_{field}:String}})")
                 params[f"f_{field}"] = value
+        if self.agent_version is not None:
+            parts.append(self._version_clause())
+            params["f_agent_version"] = self.agent_version
         if self.since_ns is not None:
             parts.append("started_at >= fromUnixTimestamp64Nano({f_since:Int64}, 'UTC')")
             params["f_since"] = self.since_ns
@@ -102,6 +106,22 @@ class RunFilter:
                          f"WHERE failure_category = {{f_failure_category:String}}{scope})")
             params["f_failure_category"] = self.failure_category
         return " AND ".join(parts), params
+
+    def tagged_where(self, tag: str) -> tuple[str, dict]:
+        """:meth:`where` with its parameters renamed ``{tag}_…``, so that two filters can sit
+        in one query (a comparison of two cohorts).  ``tag`` is a short identifier."""
+        where, params = self.where()
+        return where.replace("{f_", "{" + tag + "_"), {tag + name[1:]: v for name, v in params.items()}
+
+    def _version_clause(self) -> str:
+        # The version is an attribute of the agent's span (gen_ai.agent.version), not a run
+        # column: runs that have a step carrying it.  Steps of a run start no earlier than the
+        # run, so the window's start also bounds the steps read (and their daily partitions).
+        scope = " AND project_id IN {f_projects:Array(String)}" if self.projects is not None else ""
+        since = (" AND start_time >= fromUnixTimestamp64Nano({f_since:Int64}, 'UTC')"
+                 if self.since_ns is not None else "")
+        return ("(project_id, run_id) IN (SELECT project_id, run_id FROM steps WHERE "
+                f"attributes['gen_ai.agent.version'] = {{f_agent_version:String}}{scope}{since})")
 
     def is_empty_scope(self) -> bool:
         """True when the caller may see no project at all: every answer is empty."""

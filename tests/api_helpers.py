@@ -28,8 +28,11 @@ def ns(value: datetime) -> int:
 def add_run(store, project: str, start: datetime, *, status: str = "ok", agent: str = "support-agent",
             session: str = "", tools=(("order_lookup", "ok", 40),), model: str = "gpt-4o-mini",
             tokens=(100, 20), cost: float | None = 0.002, root: bool = True, service: str = "svc",
-            run_id: str | None = None) -> str:
-    """Write one run (root agent step, one llm step, the given tool steps); return its run id."""
+            run_id: str | None = None, root_attributes: dict | None = None, root_events=()) -> str:
+    """Write one run (root agent step, one llm step, the given tool steps); return its run id.
+
+    A tool is (name, status, latency ms) or (…, failure category).  ``root_attributes`` and ``root_events`` ((name, attributes) pairs, as stored: str → str)
+    go on the root step."""
     run_id = run_id or uuid.uuid4().hex
     root_id = f"{next(_span):016x}"
     batch = StepBatch()
@@ -41,18 +44,22 @@ def add_run(store, project: str, start: datetime, *, status: str = "ok", agent: 
                  end_time=ns(llm_start + timedelta(milliseconds=200)), duration_ns=200_000_000,
                  input_tokens=tokens[0], output_tokens=tokens[1], total_tokens=sum(tokens), cost_usd=cost)
     offset += 210
-    for tool, tool_status, latency in tools:
+    for tool, tool_status, latency, *category in tools:
         t = start + timedelta(milliseconds=offset)
         batch.append(**common, step_id=f"{next(_span):016x}", parent_step_id=root_id, name=f"execute_tool {tool}",
                      kind="tool", tool_name=tool, status=tool_status, start_time=ns(t),
                      error_type="TimeoutError" if tool_status == "error" else "",
+                     failure_category=category[0] if category else "",
                      end_time=ns(t + timedelta(milliseconds=latency)), duration_ns=latency * 1_000_000,
                      tool_arguments='{"id": 1}')
         offset += latency + 5
     if root:
         batch.append(**common, step_id=root_id, name=f"invoke_agent {agent}", kind="agent", status=status,
                      start_time=ns(start), end_time=ns(start + timedelta(milliseconds=offset)),
-                     duration_ns=offset * 1_000_000)
+                     duration_ns=offset * 1_000_000, attributes=dict(root_attributes or {}),
+                     **{"events.time": [ns(start) + i for i in range(len(root_events))],
+                        "events.name": [name for name, _ in root_events],
+                        "events.attributes": [dict(attrs) for _, attrs in root_events]})
     store.writer.write(batch)
     return run_id
 

@@ -64,7 +64,8 @@ def test_json_schema_ships_and_names_the_same_keys():
     schema = json.loads(resources.files("agenttrail.validator").joinpath("schema.json").read_text())
     assert schema["additionalProperties"] is False
     assert set(schema["properties"]) == {"version", "name", "description", "applies_to", "allowed_tools",
-                                         "denied_tools", "required_steps", "budgets", "steps", "loops"}
+                                         "denied_tools", "required_steps", "budgets", "steps", "loops",
+                                         "forbid_failure_categories", "max_retries"}
     assert tuple(schema["$defs"]["budgets"]["properties"]) == BUDGET_KEYS
     for key in BUDGET_KEYS:  # every key the schema names, the parser accepts
         assert dict(parse_runbook(f"budgets: {{{key}: 1}}").budgets) == {key: 1}
@@ -168,6 +169,7 @@ def test_the_documented_runbooks_parse():
     blocks = [b.split("```", 1)[0] for b in doc.split("```yaml\n")[1:]]
     seed, full = parse_runbook(blocks[0]), parse_runbook(blocks[1])
     assert seed.rule_ids() == parse_runbook(SEED).rule_ids()
-    assert len(full.rule_ids()) == 21 and full.applies_to.agent.text == "support-*"
+    assert len(full.rule_ids()) == 23 and full.applies_to.agent.text == "support-*"
+    assert full.rule_ids()[-2:] == ["forbid_failure_categories", "max_retries"]
     for line in blocks[2].splitlines():  # one-line examples, each a runbook of its own
         parse_runbook(line.split("#")[0])

@@ -1,7 +1,7 @@
 """Property test: the compiled SQL and the Python reference evaluator agree on random runs.
 
-Random runs (tools, names, kinds, arguments, tokens, declared totals, latencies, statuses,
-tied start times, missing roots) are written through the real writer into chDB; a random runbook is compiled
+Random runs (tools, names, kinds, models, arguments, tokens, declared totals, latencies,
+statuses, failure categories, tied start times, missing roots) are written through the real writer into chDB; a random runbook is compiled
 and one query judges all of an example's runs; each verdict must equal the reference's
 (status, rule ids, step ids — and also observed values and messages).
 """
@@ -51,7 +51,9 @@ def runs(draw):
     steps = []
     for i in range(n):
         root = has_root and i == 0
-        kind = draw(st.sampled_from(["llm", "tool", "agent", "other"]))
+        kind = draw(st.sampled_from(["llm", "tool", "agent", "other", "embedding"]))
+        # Often the same call again (a retry, a loop): random fields alone rarely repeat one.
+        repeat = len(steps) > 0 and not root and draw(st.integers(0, 2)) == 0
         inp, out = draw(st.integers(0, 60)), draw(st.integers(0, 60))
         steps.append(step(
             f"s{draw(st.integers(0, 99)):02d}_{i}",
@@ -64,7 +66,14 @@ def runs(draw):
             input_tokens=inp, output_tokens=out, total_tokens=inp + out,
             cost_usd=draw(st.sampled_from([None, 0.001, 0.1, 0.25, 1.5])),
             attributes=declared(draw),  # counted on roots only
+            model=draw(st.sampled_from(["", "gpt-4o", "claude"])),
+            failure_category=draw(st.sampled_from(["", "", "", "timeout", "auth", "unknown"])),
         ))
+        if repeat:
+            previous = steps[-2]
+            steps[-1].update({k: previous[k] for k in ("name", "kind", "tool_name", "tool_arguments", "model")},
+                             start_time=previous["start_time"] + 1)  # right after it in step order
+            steps[-1]["end_time"] = steps[-1]["start_time"] + steps[-1]["duration_ns"]
     return steps
 
 
@@ -112,6 +121,11 @@ def runbooks(draw):
         rb["steps"] = rules
     if draw(st.booleans()):
         rb["loops"] = {"max_repeats": draw(st.integers(1, 2)), "max_retries_per_tool": draw(st.integers(0, 1))}
+    if draw(st.booleans()):
+        rb["forbid_failure_categories"] = draw(st.lists(st.sampled_from(["timeout", "auth", "unknown", "rate_limited"]),
+                                                        min_size=1, max_size=3, unique=True))
+    if draw(st.booleans()):
+        rb["max_retries"] = draw(st.sampled_from([0, 0, 1, 2]))
     return yaml.safe_dump(rb, sort_keys=False)
 
 

@@ -6,7 +6,7 @@ from agenttrail.storage import StepBatch
 
 STEP_DEFAULTS = dict(parent_step_id="", name="step", kind="other", tool_name="", tool_arguments="",
                      status="ok", start_time=0, end_time=0, duration_ns=0, input_tokens=0,
-                     output_tokens=0, total_tokens=0, cost_usd=None)
+                     output_tokens=0, total_tokens=0, cost_usd=None, model="", failure_category="")
 
 
 def step(step_id: str, **fields) -> dict:

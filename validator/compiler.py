@@ -63,7 +63,7 @@ class CompiledRunbook:
 
 
 def _list_observed(rule: str) -> bool:
-    return rule in ("allowed_tools", "denied_tools") or rule.endswith(".status") or ".arguments." in rule
+    return rule in ("allowed_tools", "denied_tools", "forbid_failure_categories") or rule.endswith(".status") or ".arguments." in rule
 
 
 def compile_runbook(runbook: Runbook) -> CompiledRunbook:

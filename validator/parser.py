@@ -13,6 +13,8 @@ import math
 
 import yaml
 
+from agenttrail.analysis import FAILURE_CATEGORIES
+
 from .patterns import PatternError, compile_glob, compile_regex
 from .runbook import (BUDGET_KEYS, FLOAT_BUDGETS, STEP_KINDS, STEP_STATUSES, AppliesTo,
                       ArgumentRules, Loops, Matcher, Runbook, StepRule)
@@ -163,7 +165,7 @@ def _globs(node, path: str) -> tuple:
 # -- the format ----------------------------------------------------------------------------
 
 _TOP = ("version", "name", "description", "applies_to", "allowed_tools", "denied_tools",
-        "required_steps", "budgets", "steps", "loops")
+        "required_steps", "budgets", "steps", "loops", "forbid_failure_categories", "max_retries")
 
 
 def _build(root, text: str) -> Runbook:
@@ -197,7 +199,23 @@ def _build(root, text: str) -> Runbook:
     if "loops" in top:
         m = _mapping(top["loops"], "loops", ("max_repeats", "max_retries_per_tool"))
         fields["loops"] = Loops(**{k: _number(v, f"loops.{k}", integer=True) for k, v in m.items()})
+    if "forbid_failure_categories" in top:
+        fields["forbid_failure_categories"] = _categories(top["forbid_failure_categories"], "forbid_failure_categories")
+    if "max_retries" in top:
+        fields["max_retries"] = _number(top["max_retries"], "max_retries", integer=True)
     return Runbook(**fields)
+
+
+def _categories(node, path: str) -> tuple[str, ...]:
+    out = []
+    for i, item in enumerate(_list(node, path, len(FAILURE_CATEGORIES))):
+        category = _str(item, f"{path}[{i}]", 64)
+        if category not in FAILURE_CATEGORIES:
+            raise _Fail(item, f"{path}[{i}]", f"unknown failure category (expected one of: {', '.join(FAILURE_CATEGORIES)})")
+        if category in out:
+            raise _Fail(item, f"{path}[{i}]", "listed twice")
+        out.append(category)
+    return tuple(out)
 
 
 def _matcher(node, path: str) -> Matcher:

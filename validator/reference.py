@@ -8,6 +8,12 @@ in a reason — is ``start_time`` then ``step_id``.  A *tool call* is a step wit
 ``tool_name``.  Tokens and cost count ``llm`` steps only, as the runs table does; an llm step
 without a price counts 0.  A total the run's root declares (:mod:`agenttrail.storage.declared`)
 counts for ``max_total_tokens`` / ``max_total_cost_usd`` when it is the greater.
+
+A step's *failure category* is its ``failure_category`` column (set at ingest, see
+docs/failures.md), ``unknown`` for a step with status ``error`` and none.  A *retry* is, as in
+the run's failure block (``agenttrail.analysis.runs``), a call of the same tool (kind ``tool``,
+by tool name, else step name) or the same model (kinds ``llm``/``embedding``, by model, else
+step name) right after that family's previous call failed (it has a failure category).
 """
 
 from __future__ import annotations
@@ -43,6 +49,7 @@ def evaluate(runbook: Runbook, steps: list[dict]) -> dict:
     for index, rule in enumerate(runbook.steps):
         findings += _step_rule(index, rule, [s for s in steps if rule.match.matches(s)])
     findings += _loops(runbook, [s for s in steps if s["tool_name"] != ""])
+    findings += _failures(runbook, steps)
     return build_verdict(runbook, findings, has_root)
 
 
@@ -176,4 +183,44 @@ def _loops(rb: Runbook, calls: list[dict]) -> list[Finding]:
                     bad.append(s)
         if bad:
             out.append(Finding("loops.max_retries_per_tool", worst, _ids(bad)))
+    return out
+
+
+def failure_category(step: dict) -> str:
+    """The step's failure category; '' when it did not fail."""
+    return step["failure_category"] or ("unknown" if step["status"] == "error" else "")
+
+
+def _family_target(step: dict):
+    if step["kind"] == "tool":
+        return "tool", step["tool_name"] or step["name"]
+    if step["kind"] in ("llm", "embedding"):
+        return "model", step["model"] or step["name"]
+    return None, None
+
+
+def retries(steps: list[dict]) -> list[dict]:
+    """The retry attempts among ``steps`` (in step order), in step order."""
+    previous, out = {}, []  # family -> (target, failed) of its latest call
+    for s in steps:
+        family, target = _family_target(s)
+        if family is None:
+            continue
+        last = previous.get(family)
+        if last is not None and last[0] == target and last[1]:
+            out.append(s)
+        previous[family] = (target, bool(failure_category(s)))
+    return out
+
+
+def _failures(rb: Runbook, steps: list[dict]) -> list[Finding]:
+    out = []
+    if rb.forbid_failure_categories:
+        bad = [s for s in steps if failure_category(s) in rb.forbid_failure_categories]
+        if bad:
+            out.append(Finding("forbid_failure_categories", sorted({failure_category(s) for s in bad}), _ids(bad)))
+    if rb.max_retries is not None:
+        attempts = retries(steps)
+        if len(attempts) > rb.max_retries:
+            out.append(Finding("max_retries", len(attempts), _ids(attempts[rb.max_retries:])))
     return out

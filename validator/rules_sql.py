@@ -31,7 +31,7 @@ def rule_findings(rb: Runbook, b: Builder, index: dict[str, str]) -> list[str]:
     out = _tool_policy(rb, b, index) + _required(rb, b, index) + _budgets(rb, b, index)
     for i, rule in enumerate(rb.steps):
         out += _step_rule(i, rule, b, index)
-    return out + _loops(rb, b, index)
+    return out + _loops(rb, b, index) + _failures(rb, b, index)
 
 
 def _tool_policy(rb: Runbook, b: Builder, index) -> list[str]:
@@ -198,4 +198,34 @@ def _loops(rb: Runbook, b: Builder, index) -> list[str]:
         lim = b.param(int(loops.max_retries_per_tool), "UInt64")
         out.append(finding(index["loops.max_retries_per_tool"], f"arrayExists(k -> k > {lim}, {counts})",
                            observed=f"arrayMax({counts})", ids=f"arrayFilter((i, k) -> k > {lim}, {ids}, {counts})"))
+    return out
+
+
+# A step's failure category and whether it failed, as reference.failure_category.
+_CATEGORY = "if(failure_category != '', toString(failure_category), if(status = 'error', 'unknown', ''))"
+
+
+def _failures(rb: Runbook, b: Builder, index) -> list[str]:
+    out = []
+    if rb.forbid_failure_categories:
+        listed = b.param(list(rb.forbid_failure_categories), "Array(String)")
+        bad = b.field("forbidden", f"if(has({listed}, {_CATEGORY}), {_CATEGORY}, '')")
+        out.append(_named_offenders(index["forbid_failure_categories"], bad))
+    if rb.max_retries is not None:
+        family = b.field("family", "multiIf(kind = 'tool', 1, kind IN ('llm', 'embedding'), 2, 0)")
+        target = b.field("target", "cityHash64(if(kind = 'tool', if(tool_name != '', tool_name, name), "
+                                   "if(model != '', toString(model), name)))")
+        failed = b.field("failed", f"{_CATEGORY} != ''")
+        found = []
+        for number in (1, 2):
+            # Positions (in step order) of this family's calls, then those right after a failed
+            # call of the same target: reference.retries, one family at a time.
+            pos = b.derive(f"family{number}_pos", f"arrayFilter((i, f) -> f = {number}, arrayEnumerate(a_id), {family})")
+            found.append(b.derive(f"family{number}_retries",
+                                  f"arrayFilter((p, k) -> k > 1 AND {target}[p] = {target}[{pos}[greatest(k - 1, 1)]] "
+                                  f"AND {failed}[{pos}[greatest(k - 1, 1)]], {pos}, arrayEnumerate({pos}))", level=2))
+        retried = b.derive("retry_pos", f"arraySort(arrayConcat({found[0]}, {found[1]}))", level=3)
+        lim = b.param(int(rb.max_retries), "UInt64")
+        out.append(finding(index["max_retries"], f"length({retried}) > {lim}", observed=f"length({retried})",
+                           ids=f"arrayMap(p -> a_id[p], arraySlice({retried}, {lim} + 1))"))
     return out

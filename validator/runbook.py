@@ -104,6 +104,8 @@ class Runbook:
     budgets: tuple[tuple[str, float], ...] = ()
     steps: tuple[StepRule, ...] = ()
     loops: Loops = field(default_factory=Loops)
+    forbid_failure_categories: tuple[str, ...] = ()
+    max_retries: int | None = None
     source: str = field(default="", compare=False)
 
     @property
@@ -132,4 +134,8 @@ class Runbook:
         for key in ("max_repeats", "max_retries_per_tool"):
             if getattr(self.loops, key) is not None:
                 ids.append(f"loops.{key}")
+        if self.forbid_failure_categories:
+            ids.append("forbid_failure_categories")
+        if self.max_retries is not None:
+            ids.append("max_retries")
         return ids

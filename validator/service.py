@@ -153,7 +153,8 @@ _READS = ThreadPoolExecutor(max_workers=4, thread_name_prefix="agenttrail-valida
 
 _STEP_QUERY = f"""
 SELECT step_id, parent_step_id, name, toString(kind) AS kind, tool_name, tool_arguments,
-       toString(status) AS status, toUnixTimestamp64Nano(start_time) AS start_time,
+       toString(status) AS status, toString(model) AS model, toString(failure_category) AS failure_category,
+       toUnixTimestamp64Nano(start_time) AS start_time,
        toUnixTimestamp64Nano(end_time) AS end_time, duration_ns, input_tokens, output_tokens,
        total_tokens, cost_usd, {DECLARED_ATTRIBUTES_SQL} AS attributes,
        toUnixTimestamp64Milli(ingested_at) AS ingested_ms

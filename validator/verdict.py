@@ -48,6 +48,10 @@ def rule_limit(runbook: Runbook, rule: str):
         return dict(runbook.budgets)[rule.split(".", 1)[1]]
     if rule.startswith("loops."):
         return getattr(runbook.loops, rule.split(".", 1)[1])
+    if rule == "forbid_failure_categories":
+        return list(runbook.forbid_failure_categories)
+    if rule == "max_retries":
+        return runbook.max_retries
     if rule.startswith("steps["):
         index, key = rule[6:].split("].", 1)
         step_rule = runbook.steps[int(index)]
@@ -78,6 +82,12 @@ def _message(runbook: Runbook, f: Finding, limit) -> str:
         return f"the same tool call with the same arguments ran {int(observed)} times in a row (limit {limit})"
     if rule.startswith("loops."):
         return f"a tool was retried after failing {int(observed)} times (limit {limit})"
+    if rule == "forbid_failure_categories":
+        steps = "1 step" if len(f.step_ids) == 1 else f"{len(f.step_ids)} steps"
+        return f"{steps} failed with a forbidden category: {', '.join(observed)}"
+    if rule == "max_retries":
+        retries = "1 retry" if int(observed) == 1 else f"{int(observed)} retries"
+        return f"{retries} of a failed tool or model call, more than {limit}"
     index, key = rule[6:].split("].", 1)
     what = f"steps matching {runbook.steps[int(index)].match.describe()}"
     if key == "max_latency_ms":
