@@ -21,7 +21,8 @@ from agenttrail.storage.events import delete_steps, load_steps
 from .agent_run_model import AgentRun, to_steps
 from .deps import get_store, ingester
 from .errors import ApiError
-from .events import _restore as restore_steps
+from .events import restore_steps
+from .openapi import inlined_schema
 
 router = APIRouter(tags=["agent-runs"])
 MAX_BODY_BYTES = 4 * 1024 * 1024
@@ -74,20 +75,7 @@ def _store_run(store: Store, doc: AgentRun, project: str) -> dict:
 
 def _body_schema() -> dict:
     """OpenAPI schema of the body (read by hand, to bound its size before parsing)."""
-    schema = AgentRun.model_json_schema()
-    defs = schema.pop("$defs", {})
-
-    def inline(node):
-        if isinstance(node, dict):
-            ref = node.get("$ref", "")
-            if ref.startswith("#/$defs/"):
-                return inline(defs[ref.rsplit("/", 1)[1]])
-            return {k: inline(v) for k, v in node.items()}
-        if isinstance(node, list):
-            return [inline(v) for v in node]
-        return node
-
-    return {"required": True, "content": {"application/json": {"schema": inline(schema)}}}
+    return {"required": True, "content": {"application/json": {"schema": inlined_schema(AgentRun)}}}
 
 
 @router.post("/v1/agent-runs", status_code=201, openapi_extra={"requestBody": _body_schema()})

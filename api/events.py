@@ -24,6 +24,7 @@ from .deps import get_store, ingester
 from .errors import ApiError
 from .event_mapping import EventMerger
 from .event_model import Event, parse_event, root_hex, run_hex, step_hex
+from .openapi import inlined_schema
 
 router = APIRouter(tags=["events"])
 
@@ -90,7 +91,7 @@ def _ingest(store: Store, principal: Principal, items: list) -> dict:
         store.writer.write(batch, timeout=WRITE_TIMEOUT)
     except Exception as exc:
         if rewritten:  # put back what was deleted, so that a failed request loses nothing
-            _restore(store, [stored[key] for key in rewritten])
+            restore_steps(store, [stored[key] for key in rewritten])
         if isinstance(exc, FutureTimeout):
             raise StorageUnavailable("storage did not confirm the write in time", retry_after=2) from None
         raise
@@ -100,7 +101,9 @@ def _ingest(store: Store, principal: Principal, items: list) -> dict:
             "run_ids": run_ids}
 
 
-def _restore(store: Store, rows: list[dict]) -> None:
+def restore_steps(store: Store, rows: list[dict]) -> None:
+    """Write back steps deleted for a replacement whose own write failed: the request fails,
+    but the run it meant to replace is not lost."""
     batch = StepBatch()
     for row in rows:
         batch.append(**row)
@@ -126,20 +129,7 @@ def _projects(store: Store, principal: Principal, parsed: list) -> dict[str, str
 
 def _body_schema() -> dict:
     """OpenAPI schema of the body (read by hand so that one bad event cannot fail the batch)."""
-    schema = Event.model_json_schema()
-    defs = schema.pop("$defs", {})
-
-    def inline(node):
-        if isinstance(node, dict):
-            ref = node.get("$ref", "")
-            if ref.startswith("#/$defs/"):
-                return inline(defs[ref.rsplit("/", 1)[1]])
-            return {k: inline(v) for k, v in node.items()}
-        if isinstance(node, list):
-            return [inline(v) for v in node]
-        return node
-
-    events = {"type": "array", "maxItems": MAX_EVENTS, "items": inline(schema)}
+    events = {"type": "array", "maxItems": MAX_EVENTS, "items": inlined_schema(Event)}
     return {"required": True, "content": {"application/json": {"schema": {
         "type": "object", "required": ["events"], "properties": {"events": events}}}}}
 

@@ -18,7 +18,7 @@ from .deps import get_store, project_scope, reader, run_id_path
 from .errors import ApiError
 from .params import time_window
 from .projects import ProjectId
-from .runs import _read_run
+from .runs import read_run
 from .serialize import iso, plain_json
 
 router = APIRouter(tags=["failures"])
@@ -35,7 +35,7 @@ async def run_rca(run_id: str = Depends(run_id_path), store: Store = Depends(get
     """Evidence-first root-cause report of one run (seed 002's shape): ``category``,
     ``insufficient_evidence`` and why, ``evidence_index``, ``hypotheses`` citing evidence ids,
     ``action_items``.  Deterministic: computed from the stored steps, no model involved."""
-    row, steps, _ = await _read_run(store, run_id, principal)
+    row, steps, _ = await read_run(store, run_id, principal)
     return plain_json(run_report(row, steps))
 
 

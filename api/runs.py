@@ -46,7 +46,7 @@ def _row_and_validation(store: Store, run_id: str, projects, with_validation: bo
     return row, latest_validations(store, row["project_id"], [run_id]).get(run_id)
 
 
-async def _read_run(store: Store, run_id: str, principal: Principal, *, with_validation: bool = False):
+async def read_run(store: Store, run_id: str, principal: Principal, *, with_validation: bool = False):
     """The visible run row, its steps in execution order and (when asked) its latest validation.
 
     The steps are read side by side with the run row rather than after it: each read is
@@ -77,7 +77,7 @@ async def run_detail(run_id: str = Depends(run_id_path), store: Store = Depends(
     retried or looped) names the category, the root-cause step, the failed steps, retry
     chains and loops (docs/failures.md).
     """
-    row, steps, validation = await _read_run(store, run_id, principal, with_validation=True)
+    row, steps, validation = await read_run(store, run_id, principal, with_validation=True)
     body = run_json(row)
     body["steps"] = [step_json(s) for s in steps]
     body["validation"] = validation
@@ -93,7 +93,7 @@ async def run_steps(run_id: str = Depends(run_id_path),
                     status: Literal["ok", "error", "unset"] | None = Query(None, description="Only steps with this status."),
                     store: Store = Depends(get_store), principal: Principal = Depends(reader)) -> dict:
     """The steps of one run in execution order (``index`` counts over all steps, before filtering)."""
-    row, steps, _ = await _read_run(store, run_id, principal)
+    row, steps, _ = await read_run(store, run_id, principal)
     selected = [s for s in steps if (kind is None or s["kind"] == kind)
                 and (status is None or s["status"] == status)]
     return plain_json({"run_id": run_id, "project_id": row["project_id"], "steps": [step_json(s) for s in selected]})
@@ -105,7 +105,7 @@ async def run_timeline(run_id: str = Depends(run_id_path), store: Store = Depend
     """The step tree of one run with each step's ``offset_ms`` (from the first step's start),
     ``duration_ms`` and ``failure_category``, and the run's ``failure`` block — what a waterfall
     chart needs."""
-    row, steps, _ = await _read_run(store, run_id, principal)
+    row, steps, _ = await read_run(store, run_id, principal)
     body = build_timeline(row, steps)
     body["failure"] = analyse_run(row, steps)  # marks the root cause and retries on the waterfall
     return plain_json(body)
@@ -119,7 +119,7 @@ async def run_report(run_id: str = Depends(run_id_path), store: Store = Depends(
     """One run as a Markdown report (seed 001's run_report.md): headline, steps by kind, tool
     calls, retry attempts and outcomes, failure classification, validations (up to 20, newest
     first), decisions and quality signals, terminal status."""
-    row, steps, _ = await _read_run(store, run_id, principal)
+    row, steps, _ = await read_run(store, run_id, principal)
     validations = await run_in_threadpool(validations_of_run, store, row["project_id"], row["run_id"])
     decisions, signals = run_signals(steps)
     text = render_report(run_json(row), steps, analyse_run(row, steps), validations, decisions, signals)
