@@ -45,14 +45,21 @@ unchanged. A page whose examples send no key joins ``OPEN_PAGES``.
 
 from __future__ import annotations
 
+import json
 import os
 import re
+import time
 from pathlib import Path
 
 import httpx
 import pytest
+from opentelemetry import trace
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
-from opentelemetry.sdk.trace.export import SpanExportResult
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExportResult
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.trace import Status, StatusCode
 
 from docs_pages import Block, commands, compare, outside_blocks, parse_blocks, split_comment
 from docs_runner import Page
@@ -79,7 +86,67 @@ def seed_api_examples(service) -> None:
     assert answer.status_code == 200 and answer.json()["failed"] == 0, answer.text
 
 
-SEEDS = {}  # page path -> function(service), run before that page's commands
+def seed_support_cohorts(service) -> None:
+    """docs/api.md's cross-run examples: 80 runs of project support, versions 1.4.0 and 1.5.0.
+
+    Built with the OpenTelemetry SDK at fixed times and durations, so figures that depend on
+    durations (the Mann-Whitney U) are the same on every run; decisions and quality signals are
+    the events the agenttrail SDK sends.  1.5.0 more often sends a refund with a bad schema,
+    retried once.
+    """
+    provider = TracerProvider(resource=Resource.create({"service.name": "support-svc"}))
+    exporter = OTLPSpanExporter(endpoint=service.http_endpoint + "/v1/traces",
+                                headers={"x-api-key": "admin-key-456", "x-agenttrail-project": "support"})
+    memory = InMemorySpanExporter()
+    provider.add_span_processor(SimpleSpanProcessor(memory))
+    tracer = provider.get_tracer("docs.support-agent")
+    ms = 1_000_000
+    base = time.time_ns() - 3 * 3600 * 1000 * ms
+    for i in range(40):
+        for version, failing, slow in (("1.4.0", i % 7 == 0, 3), ("1.5.0", i % 2 == 0, 4)):
+            start = base + (i * 2 + (version == "1.5.0")) * 60_000 * ms
+            end = start + (200 + slow * i) * ms
+            root = tracer.start_span("invoke_agent support-agent", start_time=start, attributes={
+                "gen_ai.operation.name": "invoke_agent", "gen_ai.agent.name": "support-agent",
+                "gen_ai.agent.version": version, "gen_ai.conversation.id": f"conv-{i}"})
+            context = trace.set_span_in_context(root)
+            at = start + 10 * ms
+            tracer.start_span("chat gpt-4o-mini", context=context, start_time=at, attributes={
+                "gen_ai.operation.name": "chat", "gen_ai.provider.name": "openai",
+                "gen_ai.request.model": "gpt-4o-mini", "gen_ai.usage.input_tokens": 300 + i + 4 * failing,
+                "gen_ai.usage.output_tokens": 60 + (i % 5)}).end(end_time=at + 80 * ms)
+            at += 90 * ms
+            tracer.start_span("execute_tool orders_api", context=context, start_time=at, attributes={
+                "gen_ai.operation.name": "execute_tool", "gen_ai.tool.name": "orders_api",
+                "gen_ai.tool.call.arguments": json.dumps({"order_id": f"A-{i}"})}).end(end_time=at + 30 * ms)
+            for attempt in range(2 if failing else 0):
+                at += 40 * ms
+                refund = tracer.start_span("execute_tool payments_api", context=context, start_time=at, attributes={
+                    "gen_ai.operation.name": "execute_tool", "gen_ai.tool.name": "payments_api",
+                    "gen_ai.tool.call.arguments": json.dumps({"order_id": f"A-{i}", "amount": 20 + attempt}),
+                    "error.type": "ValidationError"})
+                refund.set_status(Status(StatusCode.ERROR, "Missing required field: 'customer_id'"))
+                refund.end(end_time=at + 20 * ms)
+            root.add_event("agenttrail.decision", {
+                "agenttrail.decision.type": "tool_selection", "agenttrail.decision.selected": "api" if i % 3 else "cache",
+                "agenttrail.decision.reason_code": "fresh_data_required" if i % 3 else "latency_budget",
+                "agenttrail.decision.confidence": 0.5 + (i % 5) / 10}, timestamp=start + 5 * ms)
+            root.add_event("agenttrail.quality_signal", {
+                "agenttrail.quality.type": "schema_valid", "agenttrail.quality.code": "full_match",
+                "agenttrail.quality.value": not failing or i % 6 == 0}, timestamp=end - ms)
+            if failing:  # as the SDK's record_failure("tool", "tool_schema_mismatch", ...) marks it
+                root.add_event("agenttrail.failure", {
+                    "agenttrail.failure.type": "tool", "agenttrail.failure.code": "tool_schema_mismatch",
+                    "agenttrail.failure.message": "refund rejected twice"}, timestamp=end - ms)
+                root.set_attribute("agenttrail.failure.type", "tool")
+                root.set_attribute("error.type", "tool_schema_mismatch")
+                root.set_status(Status(StatusCode.ERROR, "refund rejected twice"))
+            root.end(end_time=end)
+    provider.shutdown()
+    assert exporter.export(memory.get_finished_spans()) == SpanExportResult.SUCCESS
+
+
+SEEDS = {"docs/api.md": seed_support_cohorts}  # page path -> function(service), run before its commands
 
 
 @pytest.fixture(scope="module")
