@@ -69,7 +69,7 @@ ROOT = Path(__file__).resolve().parent.parent
 PAGES = ["README.md"] + sorted(p.relative_to(ROOT).as_posix() for p in (ROOT / "docs").glob("*.md"))
 KEYS = [{"key": "dev-key-123", "scopes": ["ingest", "read"], "projects": ["demo", "shop"]},
         {"key": "admin-key-456", "scopes": ["admin"], "projects": ["*"]}]
-OPEN_PAGES = {"README.md"}  # served with no keys, as the quickstart's server is
+OPEN_PAGES = {"README.md", "docs/failures.md"}  # served with no keys, as the quickstart's server is
 
 
 def seed_api_examples(service) -> None:
@@ -146,7 +146,18 @@ def seed_support_cohorts(service) -> None:
     assert exporter.export(memory.get_finished_spans()) == SpanExportResult.SUCCESS
 
 
-SEEDS = {"docs/api.md": seed_support_cohorts}  # page path -> function(service), run before its commands
+def seed_failure_examples(service) -> None:
+    """docs/failures.md's data: seed 002's two workflow documents, as written (2024-01-15), for
+    project support; the page's windows name that day, so its answers never move."""
+    for name in ("seed002_workflow1.json", "seed002_workflow2.json"):
+        answer = httpx.post(service.api_url + "/v1/agent-runs?project_id=support", timeout=30,
+                            content=(ROOT / "tests/seed_docs" / name).read_bytes(),
+                            headers={"content-type": "application/json"})
+        assert answer.status_code == 201, answer.text
+
+
+SEEDS = {"docs/api.md": seed_support_cohorts,  # page path -> function(service), run before its commands
+         "docs/failures.md": seed_failure_examples}
 
 
 @pytest.fixture(scope="module")
