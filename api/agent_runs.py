@@ -7,7 +7,6 @@ project, else ``default``.  Needs the ``ingest`` scope.  The mapping is in :mod:
 
 from __future__ import annotations
 
-import json
 from concurrent.futures import TimeoutError as FutureTimeout
 
 from fastapi import APIRouter, Depends, Query, Request
@@ -22,7 +21,7 @@ from .agent_run_model import AgentRun, to_steps
 from .deps import get_store, ingester
 from .errors import ApiError
 from .events import restore_steps
-from .openapi import inlined_schema
+from .body import inlined_schema, read_json
 
 router = APIRouter(tags=["agent-runs"])
 MAX_BODY_BYTES = 4 * 1024 * 1024
@@ -31,18 +30,7 @@ DEFAULT_PROJECT = "default"
 
 
 async def _document(request: Request) -> AgentRun:
-    declared = request.headers.get("content-length")
-    if declared and declared.isdigit() and int(declared) > MAX_BODY_BYTES:
-        raise ApiError(413, f"body larger than {MAX_BODY_BYTES} bytes")
-    body = bytearray()
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > MAX_BODY_BYTES:
-            raise ApiError(413, f"body larger than {MAX_BODY_BYTES} bytes")
-    try:
-        payload = json.loads(body)
-    except (ValueError, UnicodeDecodeError, RecursionError):
-        raise ApiError(400, "body is not valid JSON") from None
+    payload = await read_json(request, MAX_BODY_BYTES)
     if not isinstance(payload, dict):
         raise ApiError(422, "body: must be a JSON object (an agent run document)")
     try:

@@ -9,7 +9,6 @@ go through the same storage writer as OTLP spans (see :mod:`.event_mapping`).
 
 from __future__ import annotations
 
-import json
 import logging
 from concurrent.futures import TimeoutError as FutureTimeout
 
@@ -24,7 +23,7 @@ from .deps import get_store, ingester
 from .errors import ApiError
 from .event_mapping import EventMerger
 from .event_model import Event, parse_event, root_hex, run_hex, step_hex
-from .openapi import inlined_schema
+from .body import inlined_schema, read_json
 
 router = APIRouter(tags=["events"])
 
@@ -34,19 +33,8 @@ WRITE_TIMEOUT = 30.0
 log = logging.getLogger(__name__)
 
 
-async def _read_json(request: Request):
-    declared = request.headers.get("content-length")
-    if declared and declared.isdigit() and int(declared) > MAX_BODY_BYTES:
-        raise ApiError(413, f"body larger than {MAX_BODY_BYTES} bytes")
-    body = bytearray()
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > MAX_BODY_BYTES:
-            raise ApiError(413, f"body larger than {MAX_BODY_BYTES} bytes")
-    try:
-        payload = json.loads(body)
-    except (ValueError, UnicodeDecodeError):
-        raise ApiError(400, "body is not valid JSON") from None
+async def _read_events(request: Request):
+    payload = await read_json(request, MAX_BODY_BYTES)
     events = payload.get("events") if isinstance(payload, dict) else None
     if not isinstance(events, list):
         raise ApiError(422, "events: must be a list of events",
@@ -145,5 +133,5 @@ async def ingest_events(request: Request, store: Store = Depends(get_store),
     else maps to ``sha256("step:" + run hex + ":" + id)[:16]``.  ``run_ids`` in the answer
     maps each run id sent to the stored one, for ``GET /v1/runs/{run_id}``.
     """
-    items = await _read_json(request)
+    items = await _read_events(request)
     return await run_in_threadpool(_ingest, store, principal, items)
