@@ -412,11 +412,7 @@ class BatchWriter:
             log.warning("more than %d runs with failed commits: checking every run for duplicates", _UNSETTLED_LIMIT)
             self._check_every_run, self._unsettled = True, set()
 
-    def _commit(self, batches: list[Steps], client=None) -> list[WriteResult]:
-        if client is None:
-            if self._client is None:
-                self._client = self._client_factory()
-            client = self._client
+    def _commit(self, batches: list[Steps], client) -> list[WriteResult]:
         touched = set().union(*(b.runs() for b in batches))
         touched_parameters = _runs_parameters(touched)
         ingested = time.time_ns() // 1_000_000

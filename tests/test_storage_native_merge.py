@@ -114,7 +114,7 @@ def test_a_commit_of_several_encoded_batches_inserts_one_block(store, caplog, mi
     inserts = []
     writer = BatchWriter(lambda: _CapturingInserts(store.client(), inserts), sole_writer=True)
     with caplog.at_level(logging.WARNING, logger="agenttrail.storage.writer"):
-        writer._commit(batches)
+        writer._commit(batches, writer._client_factory())
     blocks_in_insert = 3 if mismatched_spans else 1
     assert inserts[0].count(b"\nproject_id") == blocks_in_insert  # the first column's name, once per block
     assert ("could not merge" in caplog.text) == mismatched_spans
