@@ -6,9 +6,10 @@ the writer's own commit (duplicate check, insert, run recompute).  Reports CPU a
 per span for each size and a least-squares fit ``cost = fixed + per_span * spans``, which
 tells how large a group must be before the per-commit cost stops mattering.
 
-``--prefill N`` first stores between N/2 and N spans of other runs in the same project,
-ingested two hours earlier (mapped requests, then the table doubled in SQL under new run ids
-until the next doubling would pass N), to show what a commit costs once the store is large.
+``--prefill N`` first stores about N spans (within 1%) of other runs in the same project,
+ingested two hours earlier (mapped requests, then copied in SQL under new run ids: the whole
+table while that fits, then the share still missing), to show what a commit costs once the
+store is large.
 
     python bench/commit_bench.py [--rounds 3] [--prefill 8000000] [--data DIR]
 """
@@ -56,13 +57,20 @@ def prefill(store, seed_requests: list[bytes], spans: int) -> int:
     two_hours_ago = time.time_ns() // 1_000_000 - 2 * 3_600_000
     seed = [EncodedSteps.of(map_export_request(otlp.decode_export(b, "protobuf")).batch, two_hours_ago)
             for b in seed_requests]
-    store.writer._commit(seed)
-    copy = 0
-    while store.query("SELECT count() FROM steps").result_rows[0][0] * 2 <= spans:
-        copy += 1  # double the table: every run again under a new id, same shape
+    store.writer._commit(seed, store.client())
+    copy, stored = 0, store.query("SELECT count() FROM steps").result_rows[0][0]
+    while stored < spans * 0.99:
+        copy += 1  # every run again under a new id, same shape: the whole table, or the share still missing
+        per_mille = min(1000, int((spans - stored) / stored * 1000))
         store.command("INSERT INTO steps SELECT * REPLACE (lower(hex(MD5(concat(run_id, {copy:String})))) AS run_id) "
-                      "FROM steps", parameters={"copy": f"copy {copy}"})
+                      "FROM steps WHERE cityHash64(run_id) % 1000 < {per_mille:UInt32}",
+                      parameters={"copy": f"copy {copy}", "per_mille": per_mille})
+        stored = store.query("SELECT count() FROM steps").result_rows[0][0]
     store.command(runs_insert_sql("steps FINAL", version="1"))
+    # chDB merges only while a process holds the store: let this one finish its merges, so that
+    # they do not land in the next process's measurement.
+    while store.query("SELECT count() FROM system.merges WHERE database = currentDatabase()").result_rows[0][0]:
+        time.sleep(1)
     return store.query("SELECT count() FROM steps").result_rows[0][0]
 
 
@@ -87,7 +95,7 @@ def main() -> None:
     data = args.data or tempfile.mkdtemp(prefix="agenttrail-commit-")
     store = Store.open(f"chdb://{data}", "commit_bench")
     store.writer.close()  # commits are driven here, one group at a time
-    writer = store.writer
+    writer, client = store.writer, store.client()
     try:
         if args.prefill:
             print(f"prefilling ~{args.prefill} spans…", file=sys.stderr)
@@ -99,7 +107,7 @@ def main() -> None:
                 group = encoded[position:position + size]
                 position += size
                 cpu0, wall0 = cpu_seconds(), time.perf_counter()
-                writer._commit(group)
+                writer._commit(group, client)
                 cpu_spent, wall_spent = cpu_seconds() - cpu0, time.perf_counter() - wall0
                 n = sum(len(g) for g in group)
                 cpu_points.append((n, cpu_spent))
