@@ -13,6 +13,7 @@ from agenttrail.ui import mount_ui
 from . import (agent_runs, compare, events, failures, health, metrics, projects, rca_runs, runbooks, runs,
                sessions, signals, stream)
 from .errors import install_error_handlers
+from .visibility import ReadYourWrites
 
 # stream before runs: /v1/runs/stream must not be read as a run id.
 ROUTERS = [health.router, stream.router, runs.router, projects.router, sessions.router, metrics.router,
@@ -32,4 +33,5 @@ def create_app(store: Store, keyring: KeyRing | None = None) -> FastAPI:
     for router in ROUTERS:
         app.include_router(router)
     mount_ui(app)
+    app.add_middleware(ReadYourWrites, store=store)
     return app

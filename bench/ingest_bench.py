@@ -7,8 +7,10 @@ ingest into a large store; give it a --seed its runs were not made with), sends 
 --concurrency client threads, and reports spans/s, p50/p99 export latency, the server's
 peak RSS and the CPU time per span of the server, its mapping workers and the client — and of
 the server's own threads: Python, ClickHouse's background merges, other native threads.
-agenttrail answers an export only after its spans are written, so every
-acknowledged span is already queryable; the script checks a sample through the REST API.
+An export is answered once its spans are durable (in the ingest journal by default, or in
+ClickHouse with ``--ack-after commit``); ``spans_per_s`` counts the time until the last of
+them is in ClickHouse (the journal drained), ``acknowledged_per_s`` until the last answer.
+The script checks a sample of runs through the REST API.
 
     python bench/ingest_bench.py --protocol both --requests 300 --concurrency 32 [--ingest-workers N]
     python bench/ingest_bench.py --protocol http --storage chdb://$PWD/big --database commit_bench --seed 7
@@ -297,15 +299,29 @@ def run_load(protocol: str, bodies: list[bytes], ports: dict, concurrency: int, 
         t.start()
     for t in threads:
         t.join()
+    answered = time.perf_counter() - start
+    wait_until_stored(ports)
     elapsed = time.perf_counter() - start
     spans = len(latencies) * spans_per_request
     latencies.sort()
     return {
         "protocol": protocol, "requests": len(bodies), "acknowledged_spans": spans, "errors": len(errors),
         "seconds": round(elapsed, 2), "spans_per_s": round(spans / elapsed),
+        "acknowledged_per_s": round(spans / answered),
         "p50_ms": round(statistics.median(latencies) * 1000, 1) if latencies else None,
         "p99_ms": round(latencies[int(len(latencies) * 0.99) - 1] * 1000, 1) if latencies else None,
     }
+
+
+def wait_until_stored(ports: dict) -> None:
+    """Wait until the server's ingest journal (its spool) is empty: every acknowledged span is
+    in ClickHouse."""
+    while True:
+        with urllib.request.urlopen(f"http://127.0.0.1:{ports['api']}/health", timeout=10) as response:
+            spool = json.loads(response.read()).get("spool")
+        if not spool or not spool["batches"]:
+            return
+        time.sleep(0.01)
 
 
 def check_sample(ports: dict, run_ids: list[str]) -> int:
@@ -328,6 +344,8 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=32)
     parser.add_argument("--ingest-workers", type=int, default=None,
                         help="passed to agenttrail serve (default: the server's own default)")
+    parser.add_argument("--ack-after", choices=["journal", "commit"],
+                        help="passed to agenttrail serve: answer exports once journaled (its default) or committed")
     parser.add_argument("--storage", help="an existing store's DSN, passed to agenttrail serve (kept afterwards)")
     parser.add_argument("--database", help="its database, passed to agenttrail serve")
     parser.add_argument("--seed", type=int, default=1, help="seed of the generated runs (default 1)")
@@ -343,6 +361,8 @@ def main() -> None:
     print(f"encoding {args.requests * len(protocols)} requests of {args.spans_per_request} spans…", file=sys.stderr)
     data_dir = tempfile.mkdtemp(prefix="agenttrail-bench-")
     extra = ("--ingest-workers", str(args.ingest_workers)) if args.ingest_workers is not None else ()
+    if args.ack_after:
+        extra += ("--ack-after", args.ack_after)
     if args.storage:
         extra += ("--storage", args.storage) + (("--database", args.database) if args.database else ())
     proc, ports = start_server(data_dir, extra)

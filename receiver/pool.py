@@ -78,24 +78,26 @@ def _map_in_worker(body: bytes, encoding: str, project: str | None,
         gc.enable()
 
 
-# Mapping workers run at a lower priority than the server's process.  On a small machine
-# they share the cores with the writer, whose commit every client is waiting on; reniced, the
-# workers still take every cycle the server leaves.  Measured by alternating niceness 0 and 10
-# under bench/ingest_bench.py --requests 1500 --concurrency 32 (docs/performance.md).
+# When exports are answered only once committed, mapping workers run at a lower priority than
+# the server's process: on a small machine they share the cores with the writer, whose commit
+# every client is waiting on; reniced, the workers still take every cycle the server leaves.
+# Measured by alternating niceness 0 and 10 under bench/ingest_bench.py --requests 1500
+# --concurrency 32 --ack-after commit (docs/performance.md).  With the ingest journal the
+# commit runs behind the answers and the mapping is what clients wait on: no renice.
 WORKER_NICENESS = 10
 
 
 class MappingPool:
     """Runs ``decode + map`` for export requests, off the event loop."""
 
-    def __init__(self, options: MappingOptions, workers: int = 0):
+    def __init__(self, options: MappingOptions, workers: int = 0, niceness: int = WORKER_NICENESS):
         if workers < 0:
             raise ValueError("workers must be 0 (map in-process) or a positive number of processes")
         self.options = options
         self.workers = workers
         # Processes start now: each takes ~1 s of CPU (a new interpreter, imports, the price
         # table, the warm-up), which must not land in the first exports' latency.
-        self._processes = (WorkerProcesses(workers, _map_in_worker, _init_worker, (options,), niceness=WORKER_NICENESS)
+        self._processes = (WorkerProcesses(workers, _map_in_worker, _init_worker, (options,), niceness=niceness)
                            if workers else None)
         # One thread: more threads would only take turns on the GIL.
         self._thread = None if workers else ThreadPoolExecutor(max_workers=1, thread_name_prefix="agenttrail-map")

@@ -20,7 +20,7 @@ from agenttrail.receiver.ingest import TraceIngestor
 from agenttrail.receiver.mapping import MappingOptions
 from agenttrail.receiver.otlp_grpc import create_grpc_server
 from agenttrail.receiver.otlp_http import create_http_receiver
-from agenttrail.receiver.pool import MappingPool
+from agenttrail.receiver.pool import WORKER_NICENESS, MappingPool
 from agenttrail.receiver.pricing import PriceTable
 from agenttrail.storage import Store
 from agenttrail.storage.spool import SpoolError
@@ -86,7 +86,8 @@ class Service:
         try:
             return Store.open(s.storage_dsn, s.database or None, ttl_days=s.ttl_days,
                               cluster=s.cluster or None, max_pending_spans=s.max_pending_spans,
-                              spool_dir=s.resolved_spool_dir, spool_max_bytes=s.spool_max_bytes)
+                              spool_dir=s.resolved_spool_dir, spool_max_bytes=s.spool_max_bytes,
+                              journal=s.ack_after == "journal")
         except SpoolError as exc:
             raise SettingsError(f"spool_dir: {exc}") from None
 
@@ -105,7 +106,8 @@ class Service:
         if self.store is None:
             self.store = self._open_store()
         keyring = s.keyring()
-        pool = MappingPool(self._mapping_options(), workers=s.resolved_ingest_workers)
+        pool = MappingPool(self._mapping_options(), workers=s.resolved_ingest_workers,
+                           niceness=0 if self.store.writer.journal else WORKER_NICENESS)
         await pool.start()
         ingestor = self.ingestor = TraceIngestor(self.store.writer, pool, s.write_timeout, s.max_inflight_bytes)
 

@@ -65,6 +65,10 @@ class Settings:
     spool_max_bytes: int = field(default=1024 * MiB, metadata={
         "help": "bytes of batches the spool may hold before ingest answers 503 / UNAVAILABLE "
                 "during a storage outage (0 = no spool: refuse at once)"})
+    ack_after: str = field(default="journal", metadata={
+        "help": "when an export is answered: journal (once fsync'd in the spool, committed to ClickHouse "
+                "right behind it) or commit (once ClickHouse has it); journal needs the spool "
+                "(spool_max_bytes > 0), and without one is commit"})
     write_timeout: float = field(default=8.0, metadata={
         "help": "seconds an export waits for its spans to be stored before answering retryable"})
     capture_content: bool = field(default=False, metadata={
@@ -120,6 +124,8 @@ class Settings:
         if self.spool_max_bytes < 0:
             raise SettingsError(f"spool_max_bytes must be 0 (no spool) or a positive number of bytes, "
                                 f"not {self.spool_max_bytes}")
+        if self.ack_after not in ("journal", "commit"):
+            raise SettingsError(f"ack_after must be journal or commit, not {self.ack_after!r}")
         if self.write_timeout <= 0 or self.ttl_days < 0:
             raise SettingsError("write_timeout must be positive and ttl_days not negative")
         if self.log_level not in ("debug", "info", "warning", "error"):

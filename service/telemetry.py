@@ -90,6 +90,9 @@ class IngestCollector:
         for name, key, text in (
                 ("spooled_spans", "spooled_spans", "Spans acknowledged while ClickHouse could not take them, kept in the spool"),
                 ("spooled_batches", "spooled_batches", "Batches appended to the spool"),
+                ("journaled_spans", "journaled_spans", "Spans acknowledged once fsync'd in the ingest journal "
+                                                       "(ack_after = journal)"),
+                ("journaled_batches", "journaled_batches", "Batches appended to the ingest journal"),
                 ("drained_spans", "drained_spans", "Spooled spans committed to ClickHouse and released"),
                 ("drained_batches", "drained_batches", "Spooled batches committed to ClickHouse and released"),
                 ("full_refused_spans", "spool_refused", "Spans refused (retry_later) because the spool was full "

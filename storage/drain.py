@@ -5,6 +5,16 @@ into batches and hands them to ``commit`` — the writer's own commit path, dupl
 included — and releases them from the spool only when that returned.  While the store stays
 down it retries after ``retry`` seconds, doubling up to ``max_retry``.  It starts with
 whatever a previous process left in the spool, which is how a crash's backlog is replayed.
+
+A commit has a fixed cost whatever its size, so while records keep arriving (the spool is the
+ingest journal, under load) the drainer lets a group of ``min_group_spans`` gather, for
+``linger`` seconds at most; once nothing has arrived for ``grace`` seconds it commits what
+there is, so a lone export is readable a moment after it was answered; and when a reader
+waits for what is spooled (:meth:`hurry`), it commits at once.
+
+Batches the writer appended in this process are also handed over in memory (:meth:`remember`,
+up to ``max_cached_spans``), so that the usual drain — right after the append, when the spool
+is the ingest journal — neither reads them back nor decodes them.
 """
 
 from __future__ import annotations
@@ -15,7 +25,7 @@ import time
 from typing import Callable
 
 from .native import EncodedSteps
-from .spool import Spool
+from .spool import Spool, SpoolRecord
 from .spooled import record_to_batch
 
 log = logging.getLogger(__name__)
@@ -24,15 +34,24 @@ log = logging.getLogger(__name__)
 class SpoolDrainer:
     """Drains ``spool`` through ``commit``; counts into ``stats`` (the writer's, read by /metrics)."""
 
-    def __init__(self, spool: Spool, commit: Callable[[list[EncodedSteps]], object], stats: dict, *,
-                 max_group_spans: int, retry: float = 0.5, max_retry: float = 10.0):
+    def __init__(self, spool: Spool, commit: Callable[[list[EncodedSteps], bool], object], stats: dict, *,
+                 max_group_spans: int, retry: float = 0.5, max_retry: float = 10.0,
+                 max_cached_spans: int = 200_000, min_group_spans: int = 0, linger: float = 0.5,
+                 grace: float = 0.05):
         self.spool = spool
-        self._commit = commit
+        self._commit = commit  # commit(batches, replayed): replayed batches may be partly stored
         self.stats = stats
         self.max_group_spans = max_group_spans
+        self.min_group_spans, self.linger, self.grace = min(min_group_spans, max_group_spans), linger, grace
+        self._last_append = 0.0  # monotonic time of the last wake()
+        self._hurried = False  # a reader waits: commit without gathering
         self.retry, self.max_retry = retry, max_retry
+        self.max_cached_spans = max_cached_spans
+        self._cached: dict[SpoolRecord, object] = {}
+        self._cached_spans = 0
         self._cond = threading.Condition()
         self._stop = False
+        self.failing = False  # the last attempt failed: the store is down or refuses writes
         self._thread = threading.Thread(target=self._run, name="agenttrail-spool-drainer", daemon=True)
 
     def start(self) -> None:
@@ -42,13 +61,52 @@ class SpoolDrainer:
     def wake(self) -> None:
         """Records were appended: drain them (when not already waiting out a retry delay)."""
         with self._cond:
+            self._last_append = time.monotonic()
             self._cond.notify()
+
+    def hurry(self) -> None:
+        """Someone waits to read what is spooled: commit it without gathering more."""
+        with self._cond:
+            self._hurried = True
+            self._cond.notify_all()
+
+    def wait_released(self, mark: int, timeout: float, through_failures: bool = False) -> bool:
+        """Wait until the spool has released its first ``mark`` records; False if that took
+        longer than ``timeout``, draining stopped, or it is failing (unless ``through_failures``:
+        then the drain is retried until the timeout)."""
+        end = time.monotonic() + timeout
+        with self._cond:
+            while self.spool.released < mark:
+                remaining = end - time.monotonic()
+                if (self.failing and not through_failures) or self._stop or remaining <= 0:
+                    return False
+                self._cond.wait(remaining)
+        return True
+
+    def remember(self, records: list[SpoolRecord], batches: list) -> None:
+        """Keep the batches just appended as ``records`` in memory for their drain, while the
+        cache holds fewer than ``max_cached_spans`` spans (the rest are read back from disk)."""
+        with self._cond:
+            for record, batch in zip(records, batches):
+                if self._cached_spans + record.spans > self.max_cached_spans:
+                    break
+                self._cached[record] = batch
+                self._cached_spans += record.spans
+
+    def finish(self, timeout: float) -> None:
+        """Drain what is spooled, for up to ``timeout`` seconds unless the store is failing,
+        then stop."""
+        end = time.monotonic() + timeout
+        while (not self.spool.empty and not self.failing and self._thread.is_alive()
+               and time.monotonic() < end):
+            time.sleep(0.01)
+        self.stop(max(0.1, end - time.monotonic()))
 
     def stop(self, timeout: float) -> None:
         """Stop after the attempt under way; what is left stays spooled."""
         with self._cond:
             self._stop = True
-            self._cond.notify_all()
+            self._cond.notify_all()  # also readers waiting in wait_released
         if self._thread.is_alive():
             self._thread.join(timeout)
 
@@ -60,6 +118,7 @@ class SpoolDrainer:
                     self._cond.wait()
                 if self._stop:
                     return
+                self._gather()
             try:
                 drained = self._drain_once(delay)
             except Exception:  # the spool's own files failed (or a bug): keep trying, never end the thread
@@ -73,11 +132,30 @@ class SpoolDrainer:
                     self._cond.wait(delay)
             delay = min(delay * 2, self.max_retry)
 
+    def _gather(self) -> None:
+        """While records keep arriving, wait for ``min_group_spans`` of them (see the module).
+        Called holding the condition."""
+        deadline = time.monotonic() + self.linger
+        while not self._stop and not self._hurried and self.spool.spans < self.min_group_spans:
+            now = time.monotonic()
+            quiet_at = self._last_append + self.grace
+            if now >= quiet_at or now >= deadline:
+                return
+            self._cond.wait(min(quiet_at, deadline) - now)
+
     def _drain_once(self, delay: float) -> bool:
         """Commit and release the oldest records; False if the commit failed."""
-        records = self.spool.read(self.max_group_spans)
+        with self._cond:
+            self._hurried = False  # what it waits for was appended before this read
+            cached = dict(self._cached)
+        records = self.spool.read(self.max_group_spans, cached)
+        replay = self.spool.replay_through
+        replayed = replay is not None and records[0][0] <= replay
         batches = []
         for record, payload in records:
+            if payload is None:
+                batches.append(cached[record])
+                continue
             try:
                 batches.append(record_to_batch(payload))
             except ValueError as exc:  # its checksum held, so this is a version or a bug: say so
@@ -88,16 +166,25 @@ class SpoolDrainer:
         started = time.perf_counter()
         try:
             if batches:
-                self._commit(batches)
+                self._commit(batches, replayed)
         except Exception as exc:
             self.stats["drain_failures"] += 1
+            with self._cond:
+                self.failing = True
+                self._cond.notify_all()  # readers waiting for these records: they will not come soon
             log.warning("draining %d spooled spans failed, retrying in %.1f s: %s", spans, delay, exc)
             return False
         finally:
             self.stats["commit_seconds"] += time.perf_counter() - started
+        self.failing = False
         self.stats["drained_spans"] += spans
         self.stats["drained_batches"] += len(batches)
         self.spool.release(records[-1][0])
+        with self._cond:
+            for record, _ in records:
+                if self._cached.pop(record, None) is not None:
+                    self._cached_spans -= record.spans
+            self._cond.notify_all()  # readers waiting for them (wait_released)
         return True
 
 

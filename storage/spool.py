@@ -79,6 +79,12 @@ class Spool:
         self._tail_file = None
         self._lock_file = None
         self.damaged_bytes = 0  # cut off on open (torn or corrupted records)
+        # Records ever appended and released (both count what was found on open as appended):
+        # a reader that noted ``appended`` knows its records are committed once ``released``
+        # reaches it.  ``replay_through``: the last record found on open, if any — a previous
+        # process may have committed part of it.
+        self.appended = self.released = 0
+        self.replay_through: SpoolRecord | None = None
         try:
             os.makedirs(self.directory, exist_ok=True)
             self._lock_file = open(os.path.join(self.directory, "lock"), "a+b")
@@ -95,6 +101,8 @@ class Spool:
             raise SpoolError(f"spool directory {self.directory} is not writable")
         try:
             self._tail = self._load()  # appends go to the last segment there is
+            self.appended = len(self._records)
+            self.replay_through = self._records[-1] if self._records else None
         except OSError as exc:
             self.close()
             raise SpoolError(f"spool directory {self.directory}: cannot read what it holds: "
@@ -182,6 +190,10 @@ class Spool:
         """Append ``(payload, spans)`` records in order and fsync once; returns how many were
         appended (fewer when the spool is full: the rest must be refused).  Raises OSError when
         the disk fails, in which case none of them may be acknowledged."""
+        return len(self.append_records(payloads))
+
+    def append_records(self, payloads: list[tuple[bytes, int]]) -> list[SpoolRecord]:
+        """:meth:`append`, returning the records appended (the first ones of ``payloads``)."""
         with self._lock:
             fitting = []
             room = self.max_bytes - self._bytes
@@ -191,7 +203,7 @@ class Spool:
                 room -= _HEADER.size + len(payload)
                 fitting.append((payload, spans))
             if not fitting:
-                return 0
+                return []
             fh = self._segment_for_append()
             offset, written = fh.tell(), time.time_ns() // 1_000_000
             records, chunks = [], []
@@ -210,7 +222,8 @@ class Spool:
                 raise
             for record in records:
                 self._add(record)
-            return len(records)
+            self.appended += len(records)
+            return records
 
     def _segment_for_append(self):
         if self._tail_file is not None and self._tail_file.tell() >= self.segment_bytes:
@@ -234,10 +247,11 @@ class Spool:
 
     # -- the drainer's side ----------------------------------------------------------------------
 
-    def read(self, max_spans: int) -> list[tuple[SpoolRecord, bytes]]:
+    def read(self, max_spans: int, cached=frozenset()) -> list[tuple[SpoolRecord, bytes | None]]:
         """The oldest records (at least one, if any; then up to ``max_spans`` spans) with their
-        payloads.  A record whose segment file has gone comes back with an empty payload (which
-        is no record: the drainer reports and drops it rather than wait for it forever)."""
+        payloads; records in ``cached`` (held in memory by the caller) come with None instead.
+        A record whose segment file has gone comes back with an empty payload (which is no
+        record: the drainer reports and drops it rather than wait for it forever)."""
         with self._lock:
             picked, spans = [], 0
             for record in self._records:
@@ -248,6 +262,9 @@ class Spool:
         out, handles = [], {}
         try:
             for record in picked:
+                if record in cached:
+                    out.append((record, None))
+                    continue
                 if record.segment not in handles:
                     try:
                         handles[record.segment] = open(os.path.join(self.directory, _segment_name(record.segment)), "rb")
@@ -271,6 +288,7 @@ class Spool:
         with self._lock:
             while self._records and self._records[0] <= through:
                 record = self._records.popleft()
+                self.released += 1
                 self._bytes -= record.size
                 self._spans -= record.spans
             if self._records:
@@ -304,6 +322,11 @@ class Spool:
             return {"batches": len(self._records), "spans": self._spans, "bytes": self._bytes,
                     "oldest_age_s": round(max(0.0, time.time() - oldest / 1000), 3) if oldest else 0.0,
                     "max_bytes": self.max_bytes}
+
+    @property
+    def spans(self) -> int:
+        """Spans in the unreleased records."""
+        return self._spans
 
     @property
     def empty(self) -> bool:

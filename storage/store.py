@@ -24,7 +24,7 @@ class Store:
 
     def __init__(self, target: StorageTarget, options: SchemaOptions, *,
                  max_pending_spans: int = 200_000, max_group_spans: int = 50_000,
-                 spool_dir: str | None = None, spool_max_bytes: int = 0):
+                 spool_dir: str | None = None, spool_max_bytes: int = 0, journal: bool = False):
         self.target = target
         self.options = options
         self._local = threading.local()
@@ -37,6 +37,8 @@ class Store:
         migrate(self.client(), options)
         # With a spool, writes that fail because ClickHouse is down are kept on local disk and
         # committed once it is back (storage/spool.py); without one, they fail (retry later).
+        # With ``journal``, every write is acknowledged once it is in the spool, and committed
+        # behind it (BatchWriter).
         spool = Spool.claim(spool_dir, spool_max_bytes) if spool_dir and spool_max_bytes > 0 else None
         self.writer = BatchWriter(
             lambda: open_client(target, **self._settings),
@@ -44,6 +46,7 @@ class Store:
             max_group_spans=max_group_spans,
             sole_writer=target.embedded,  # chDB binds its directory to this process
             spool=spool,
+            journal=journal and spool is not None,
         ).start()
 
     @classmethod
@@ -92,6 +95,20 @@ class Store:
     def spool_status(self) -> dict | None:
         """The spool's backlog (batches, spans, bytes, oldest_age_s, max_bytes); None without a spool."""
         return self.writer.spool_status()
+
+    def flush(self, timeout: float = 60.0) -> bool:
+        """Wait until every write acknowledged so far can be read from ClickHouse itself (by
+        Grafana, or a script's own queries); False if the store did not take it in time."""
+        return self.writer.flush(timeout)
+
+    def visibility_mark(self) -> int | None:
+        """A mark of the writes acknowledged so far that are not yet readable (None: none);
+        see :meth:`visible`."""
+        return self.writer.visibility_mark()
+
+    def visible(self, mark: int) -> bool:
+        """Whether the writes acknowledged before ``mark`` can be read (or will not be soon)."""
+        return self.writer.visible(mark)
 
     def ping(self) -> bool:
         """True when the store answers and agenttrail's tables are there."""

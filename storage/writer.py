@@ -93,14 +93,26 @@ class BatchWriter:
     it, so batches reach ClickHouse in the order they were accepted. A drainer thread
     (:mod:`.drain`) commits the oldest records through the same commit path, always with the
     duplicate check, and releases them only once stored. Only a full spool fails futures again.
+
+    With ``journal`` as well, the spool is the ingest journal: every group is appended to it
+    and acknowledged once fsync'd, and the drainer commits behind it — under load, in groups of
+    ``journal_group_spans`` or what ``journal_linger`` seconds gathered (:mod:`.drain`) — so
+    an export waits for a disk write rather than for a ClickHouse commit.
+    Acknowledged still means durable; stored follows within a commit, which readers wait for
+    (:meth:`visibility_mark`).  While the store takes writes, more than ``max_pending_spans``
+    queued or journaled is overload, as without a journal.
     """
 
     def __init__(self, client_factory, *, max_pending_spans: int = 200_000,
                  max_group_spans: int = 50_000, linger: float = 0.005,
                  busy_linger: float = 0.2, min_group_spans: int = 12288, busy_grace: float = 0.02,
                  ingest_margin: float = 3600.0, sole_writer: bool = False, settle: float = 600.0,
-                 max_known_runs: int = 10_000_000, spool: Spool | None = None,
+                 max_known_runs: int = 10_000_000, spool: Spool | None = None, journal: bool = False,
+                 journal_group_spans: int = 32768, journal_linger: float = 0.5,
                  drain_retry: float = 0.5, max_drain_retry: float = 10.0):
+        if journal and spool is None:
+            raise ValueError("a journal needs a spool to write to")
+        self.journal = journal
         self._client_factory = client_factory
         self._client = None
         self.max_pending_spans = max_pending_spans
@@ -140,9 +152,14 @@ class BatchWriter:
                       # it was full or could not be written, failed drain attempts, spans of
                       # records that could not be decoded.
                       "spooled_spans": 0, "spooled_batches": 0, "drained_spans": 0, "drained_batches": 0,
-                      "spool_refused": 0, "drain_failures": 0, "spool_unreadable": 0}
+                      "spool_refused": 0, "drain_failures": 0, "spool_unreadable": 0,
+                      # With a journal: spans (and batches) acknowledged once journaled.
+                      "journaled_spans": 0, "journaled_batches": 0}
         self.drainer = (SpoolDrainer(spool, self._commit_spooled, self.stats, max_group_spans=max_group_spans,
-                                     retry=drain_retry, max_retry=max_drain_retry)
+                                     retry=drain_retry, max_retry=max_drain_retry,
+                                     max_cached_spans=max_pending_spans,
+                                     min_group_spans=journal_group_spans if journal else 0,
+                                     linger=journal_linger)
                         if spool is not None else None)
 
     def start(self) -> "BatchWriter":
@@ -162,8 +179,11 @@ class BatchWriter:
         self._drain_client = None
 
     def spool_status(self) -> dict | None:
-        """The spool's backlog (:meth:`~.spool.Spool.status`), or None without a spool."""
-        return self.spool.status() if self.spool is not None else None
+        """The spool's backlog (:meth:`~.spool.Spool.status`), whether it is the ingest
+        ``journal`` and whether draining it is ``failing``; None without a spool."""
+        if self.spool is None:
+            return None
+        return {**self.spool.status(), "journal": self.journal, "failing": self.drainer.failing}
 
     @property
     def pending_spans(self) -> int:
@@ -190,13 +210,16 @@ class BatchWriter:
             future.set_result(WriteResult(accepted=0))
             return future
         run_ids_parameter(list({run for _, run in batch.runs()}))
+        # Journaled but not committed counts as waiting, unless the store is down: then the
+        # journal is the outage spool, bounded by its bytes.
+        backlog = self.spool.spans if self.journal and not self.drainer.failing else 0
         with self._cond:
             if self._closed:
                 raise StorageUnavailable("the writer is shutting down", retry_after=5)
-            if self._pending_spans + len(batch) > self.max_pending_spans and self._queue:
+            if self._pending_spans + backlog + len(batch) > self.max_pending_spans and (self._queue or backlog):
                 self.stats["rejected"] += len(batch)
                 raise Overloaded(
-                    f"{self._pending_spans} spans are waiting to be written", retry_after=1
+                    f"{self._pending_spans + backlog} spans are waiting to be written", retry_after=1
                 )
             self._queue.append((batch, future))
             self._pending_spans += len(batch)
@@ -218,20 +241,58 @@ class BatchWriter:
                 self._cond.notify()
 
     def write(self, batch: Steps, timeout: float | None = None) -> WriteResult:
-        """Submit and wait: the synchronous form for scripts, tests and the event API."""
-        return self.submit(batch).result(timeout)
+        """Submit and wait until the batch is stored: the synchronous form for scripts, tests
+        and the event API, which read what they wrote.  With a journal that is its commit, not
+        its append; should the commit not come within ``timeout`` (the store is down), the
+        result says ``spooled``: durable, and stored once ClickHouse takes it."""
+        started = time.monotonic()
+        result = self.submit(batch).result(timeout)
+        if self.journal and result.spooled:
+            left = 60.0 if timeout is None else max(0.0, timeout - (time.monotonic() - started))
+            if self.flush(left, through_failures=False):  # this batch's record and those before it
+                result = WriteResult(accepted=result.accepted, duplicates=result.duplicates)
+        return result
+
+    def flush(self, timeout: float = 60.0, through_failures: bool = True) -> bool:
+        """Wait until what was acknowledged so far is in ClickHouse (committed, not only in the
+        journal or the outage spool); False if that did not happen within ``timeout`` — or, unless ``through_failures``, as
+        soon as a commit fails (the store is down)."""
+        if self.spool is None:
+            return True
+        mark = self.spool.appended
+        self.drainer.hurry()
+        return self.drainer.wait_released(mark, timeout, through_failures)
+
+    def visibility_mark(self) -> int | None:
+        """With a journal, a mark of everything acknowledged so far, for :meth:`visible`, and a
+        request to commit it without gathering more; None when nothing acknowledged is waiting
+        for its commit (or the store is down, when waiting would not help).  A reader that
+        waits for its mark reads its own writes."""
+        if not self.journal or self.spool.empty or self.drainer.failing:
+            return None
+        self.drainer.hurry()
+        return self.spool.appended
+
+    def visible(self, mark: int) -> bool:
+        """Whether what was acknowledged before ``mark`` was taken is stored (or will not be
+        soon: the store is down, or the writer is stopping)."""
+        return self.spool.released >= mark or self.drainer.failing or self._closed
 
     def close(self, timeout: float = 30.0) -> None:
-        """Commit (or spool) what is queued, then stop the threads.  What is still spooled stays
-        on disk for the next start."""
+        """Commit (or spool) what is queued, then stop the threads.  With a journal, what is
+        journaled is committed first, for up to ``timeout``.  What is still spooled stays on
+        disk for the next start."""
         deadline = time.monotonic() + timeout
-        if self.drainer is not None:  # first: its commit may use the view the writer drops at exit
+        if self.drainer is not None and not self.journal:  # its commit may use the view the writer drops at exit
             self.drainer.stop(timeout)
         with self._cond:
             self._closed = True
             self._cond.notify()
         if self._thread.is_alive():
             self._thread.join(max(0.1, deadline - time.monotonic()))
+        if self.journal:
+            self.drainer.finish(max(0.1, deadline - time.monotonic()))
+            self._drop_commit_view()
         if self.spool is not None and not self._thread.is_alive():
             self.spool.close()
 
@@ -272,19 +333,20 @@ class BatchWriter:
             group = self._take_group()
             if not group:
                 if self._closed and not self._queue:
-                    self._drop_commit_view()
+                    if not self.journal:  # with one, close() drops it once the journal is drained
+                        self._drop_commit_view()
                     return
                 continue
             spans = sum(len(b) for b, _ in group)
             try:
-                if self.spool is not None and not self.spool.empty:
-                    self._to_spool(group)  # a backlog: queue behind it, in order
+                if self.journal or (self.spool is not None and not self.spool.empty):
+                    self._to_spool(group)  # the journal, or a backlog: in order behind it
                 else:
                     self._commit_group(group, spans)
             finally:
                 with self._cond:
                     self._pending_spans -= spans
-                    self._busy = bool(self._queue)
+                    self._busy = bool(self._queue) and not self.journal  # appends need no gathering
 
     def _commit_group(self, group: list[tuple[Steps, Future]], spans: int) -> None:
         started = time.perf_counter()
@@ -313,32 +375,41 @@ class BatchWriter:
         """Append the group to the spool: the batches that fit are acknowledged as spooled, the
         rest refused as retryable."""
         now = time.time_ns() // 1_000_000
-        appended, reason = 0, "storage is unavailable and the spool is full"
+        # Stamped now, as the record is, so that a drain from memory stores what a replay would.
+        batches = [b if isinstance(b, EncodedSteps) else EncodedSteps.of(b, now) for b, _ in group]
+        records, reason = [], "storage is unavailable and the spool is full"
         try:
-            appended = self.spool.append([(batch_to_record(batch, now), len(batch)) for batch, _ in group])
+            records = self.spool.append_records([(batch_to_record(batch, now), len(batch)) for batch in batches])
         except Exception as exc:  # a disk error (or a batch that cannot be encoded): acknowledge nothing
             log.error("could not write to the spool %s: %s", self.spool.directory, exc)
             reason = f"storage is unavailable and the spool cannot be written: {getattr(exc, 'strerror', None) or exc}"
+        if self.journal and not self.drainer.failing:
+            reason = reason.replace("storage is unavailable and the spool", "the ingest journal")
+        kind = "journaled" if self.journal else "spooled"
         for i, (batch, future) in enumerate(group):
-            if i < appended:
-                self.stats["spooled_spans"] += len(batch)
-                self.stats["spooled_batches"] += 1
+            if i < len(records):
+                self.stats[f"{kind}_spans"] += len(batch)
+                self.stats[f"{kind}_batches"] += 1
                 future.set_result(WriteResult(accepted=len(batch), spooled=True))
             else:
                 self.stats["spool_refused"] += len(batch)
                 future.set_exception(StorageUnavailable(reason, retry_after=5))
-        if appended:
+        if records:
+            if self.journal:  # drained right away, as a rule: no need to read them back
+                self.drainer.remember(records, batches)
             self.drainer.wake()
 
-    def _commit_spooled(self, batches: list[EncodedSteps]) -> None:
-        """The drainer's commit: the writer's, on a client of its own.  A spooled batch may have
-        been partly stored by the commit that failed (or by a drain a crash interrupted before
-        its release), so its runs are always checked for duplicates."""
+    def _commit_spooled(self, batches: list[EncodedSteps], replayed: bool) -> None:
+        """The drainer's commit: the writer's, on a client of its own.  A batch whose commit
+        failed in this process had its runs marked for the duplicate check then; a ``replayed``
+        one (left by a previous process) may have been partly stored by a drain a crash
+        interrupted before its release, so its runs are checked too."""
         with self._commit_lock:
             try:
                 if self._drain_client is None:
                     self._drain_client = self._client_factory()
-                self._unsettle(set().union(*(b.runs() for b in batches)))
+                if replayed:
+                    self._unsettle(set().union(*(b.runs() for b in batches)))
                 self._commit(batches, self._drain_client)
             except BaseException:
                 self._drain_client = None  # reconnect next time

@@ -64,6 +64,7 @@ def test_collector_export_reaches_the_dashboards(make_server, path):
     assert exporter.export(spans) == SpanExportResult.SUCCESS
 
     store = server.store
+    assert store.flush()  # Grafana reads ClickHouse itself: wait for the journal's commit
     now = datetime.now(timezone.utc)
     start, end = now - timedelta(hours=1), now + timedelta(minutes=10)
     for name, dash in _dashboards():

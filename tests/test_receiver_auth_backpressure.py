@@ -78,7 +78,8 @@ class StorageOutage:
         self.restore()
 
 
-def test_storage_outage_is_retryable_on_both_transports_and_nothing_is_lost(server):
+def test_storage_outage_is_retryable_on_both_transports_and_nothing_is_lost(make_server):
+    server = make_server(ack_after="commit")  # answers wait for ClickHouse, which refuses
     spans, run_id = record_support_run()
     request = encode_spans(spans)
     with StorageOutage(server.store):
@@ -98,7 +99,8 @@ def test_storage_outage_is_retryable_on_both_transports_and_nothing_is_lost(serv
     assert httpx.get(f"{server.api_url}/v1/runs/{run_id}").status_code == 404
 
 
-def test_exporter_retry_lands_after_storage_recovers(server):
+def test_exporter_retry_lands_after_storage_recovers(make_server):
+    server = make_server(ack_after="commit")
     spans, run_id = record_support_run()
     exporter = HttpExporter(endpoint=server.http_endpoint + "/v1/traces", timeout=20)
     outage = StorageOutage(server.store).__enter__()
@@ -112,8 +114,23 @@ def test_exporter_retry_lands_after_storage_recovers(server):
     assert httpx.get(f"{server.api_url}/v1/runs/{run_id}").json()["step_count"] == 5
 
 
+def test_with_the_journal_exports_are_kept_until_storage_takes_them_again(server):
+    spans, run_id = record_support_run()
+    exporter = HttpExporter(endpoint=server.http_endpoint + "/v1/traces", timeout=20)
+    server.store.writer.drainer.retry = server.store.writer.drainer.max_retry = 0.2
+    with StorageOutage(server.store):
+        assert exporter.export(spans) == SpanExportResult.SUCCESS  # durable in the journal
+        deadline = time.monotonic() + 30
+        while not server.store.writer.drainer.failing and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert server.store.writer.drainer.failing and server.store.spool_status()["spans"] == 5
+    assert server.store.flush()
+    assert httpx.get(f"{server.api_url}/v1/runs/{run_id}").json()["step_count"] == 5
+
+
 def test_health_reports_storage_state(server):
-    empty_spool = {"batches": 0, "spans": 0, "bytes": 0, "oldest_age_s": 0.0, "max_bytes": 1024 ** 3}
+    empty_spool = {"batches": 0, "spans": 0, "bytes": 0, "oldest_age_s": 0.0, "max_bytes": 1024 ** 3,
+                   "journal": True, "failing": False}
     assert httpx.get(server.api_url + "/health").json() == {"status": "ok", "storage": "ok", "spool": empty_spool}
     with StorageOutage(server.store):
         response = httpx.get(server.api_url + "/health")

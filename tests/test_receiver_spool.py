@@ -4,11 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import signal
-import socket
-import subprocess
-import sys
 
 import grpc
 import httpx
@@ -27,9 +23,16 @@ from agenttrail.storage.spool import Spool
 from agenttrail.storage.spooled import batch_to_record
 
 from otel_helpers import record_support_run
-from spool_helpers import Outage, metric, spool_of, wait_for
+from spool_helpers import Outage, job, metric, serve, spool_of, wait_for
 
 SUCCESS = SpanExportResult.SUCCESS
+
+
+@pytest.fixture
+def server(make_server):
+    """The spool as the outage buffer behind acknowledgements that wait for the commit
+    (``ack_after = commit``); tests/test_receiver_journal.py shows it as the ingest journal."""
+    return make_server(ack_after="commit")
 
 
 def _outage(server, **kwargs) -> Outage:
@@ -106,7 +109,7 @@ def _post(server, request) -> httpx.Response:
 def test_a_full_spool_answers_retry_later_on_both_transports_then_recovers(make_server):
     spans, _ = record_support_run()
     one = len(batch_to_record(EncodedSteps.of(map_export_request(encode_spans(spans)).batch, 0), 0)) + 24
-    server = make_server(spool_max_bytes=int(2.5 * one))
+    server = make_server(spool_max_bytes=int(2.5 * one), ack_after="commit")
     runs = [record_support_run() for _ in range(3)]
     with _outage(server):
         assert _post(server, encode_spans(runs[0][0])).status_code == 200
@@ -170,41 +173,9 @@ def test_without_a_spool_an_outage_is_answered_retry_later(make_server):
 # -- a crash with a non-empty spool: `agenttrail serve` killed with SIGKILL, then restarted ------------
 
 
-def _job(action: str, data_dir) -> str:
-    done = subprocess.run([sys.executable, os.path.join(os.path.dirname(__file__), "spool_jobs.py"), action,
-                           str(data_dir)], capture_output=True, text=True, timeout=120)
-    assert done.returncode == 0, done.stderr
-    return done.stdout
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _serve(data_dir):
-    ports = {name: _free_port() for name in ("grpc", "http", "api")}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "agenttrail.service.cli", "serve", "--data-dir", str(data_dir), "--ingest-workers", "0",
-         "--grpc-port", str(ports["grpc"]), "--http-port", str(ports["http"]), "--api-port", str(ports["api"])],
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    api = f"http://127.0.0.1:{ports['api']}"
-
-    def up():
-        assert proc.poll() is None, proc.stderr.read()
-        try:
-            return httpx.get(api + "/health", timeout=2).status_code in (200, 503)
-        except httpx.HTTPError:
-            return False
-
-    wait_for(up, timeout=90, what="agenttrail serve to answer")
-    return proc, api, f"http://127.0.0.1:{ports['http']}/v1/traces"
-
-
 def test_a_server_killed_with_a_spool_replays_it_on_restart_nothing_lost_nothing_doubled(tmp_path):
-    _job("refuse", tmp_path)  # ClickHouse now refuses inserts into steps (TOO_MANY_PARTS)
-    proc, api, traces = _serve(tmp_path)
+    job("refuse", tmp_path)  # ClickHouse now refuses inserts into steps (TOO_MANY_PARTS)
+    proc, api, traces = serve(tmp_path)
     runs = [record_support_run(fail_tool=i == 1) for i in range(4)]
     try:
         exporter = HttpExporter(endpoint=traces, timeout=20)
@@ -217,8 +188,8 @@ def test_a_server_killed_with_a_spool_replays_it_on_restart_nothing_lost_nothing
     finally:
         proc.send_signal(signal.SIGKILL)
         proc.wait(30)
-    _job("accept", tmp_path)
-    proc, api, _ = _serve(tmp_path)
+    job("accept", tmp_path)
+    proc, api, _ = serve(tmp_path)
     try:
         wait_for(lambda: spool_of(api)["batches"] == 0, timeout=90, what="the replay")
         for i, (_, run_id) in enumerate(runs):
@@ -227,4 +198,4 @@ def test_a_server_killed_with_a_spool_replays_it_on_restart_nothing_lost_nothing
     finally:
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(60) == 0
-    assert json.loads(_job("count", tmp_path)) == {"rows": 23, "distinct": 23}  # 3 before + 4 runs of 5
+    assert json.loads(job("count", tmp_path)) == {"rows": 23, "distinct": 23}  # 3 before + 4 runs of 5

@@ -59,15 +59,18 @@ def test_a_killed_worker_is_replaced(pooled):
     assert f"agenttrail_receiver_mapping_workers_lost_total {float(len(workers))}" in metrics
 
 
-def test_workers_run_below_the_server_priority(pooled):
+@pytest.mark.parametrize("ack_after", ["commit", "journal"])
+def test_workers_run_below_the_server_priority_only_when_clients_wait_for_commits(make_server, ack_after):
     import multiprocessing
 
     from agenttrail.receiver.pool import WORKER_NICENESS
 
-    HttpExporter(endpoint=pooled.http_endpoint + "/v1/traces").export(record_support_run()[0])
+    server = make_server(ingest_workers=2, ack_after=ack_after)
+    HttpExporter(endpoint=server.http_endpoint + "/v1/traces").export(record_support_run()[0])
     workers = [c for c in multiprocessing.active_children() if c.name.startswith("SpawnProcess")]
     assert workers
-    expected = min(os.getpriority(os.PRIO_PROCESS, 0) + WORKER_NICENESS, 19)
+    niceness = WORKER_NICENESS if ack_after == "commit" else 0
+    expected = min(os.getpriority(os.PRIO_PROCESS, 0) + niceness, 19)
     assert {os.getpriority(os.PRIO_PROCESS, child.pid) for child in workers} == {expected}
 
 
@@ -94,6 +97,7 @@ def test_foreign_projects_refused_and_partial_resends_deduplicated(make_server, 
     again = {"resourceSpans": [_resource_spans("a", [(a, "01" * 8), (a, "03" * 8)])]}
     answer = httpx.post(url, json=again, headers=headers)
     assert answer.status_code == 200 and not answer.json().get("partialSuccess", {}).get("rejectedSpans")
+    assert server.store.flush()  # read from ClickHouse itself, not through the API
     rows = server.store.query("SELECT project_id, step_id FROM steps ORDER BY step_id").result_rows
     assert rows == [("a", "01" * 8), ("a", "03" * 8)]
     assert httpx.get(f"{server.api_url}/v1/runs/{a}", headers=headers).json()["step_count"] == 2
