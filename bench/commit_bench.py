@@ -119,6 +119,10 @@ def main() -> None:
         fixed, per_span = fit(cpu_points)
         print(f"fit: {fixed * 1e3:.0f} ms CPU per commit + {per_span * 1e6:.1f} µs CPU per span")
     finally:
+        # The commits above ran outside the writer's thread, whose clean stop would have said
+        # so: say it here, or the next process to open --data takes this one for a crash and
+        # recomputes every run from steps for ten minutes.
+        writer._drop_commit_view()
         store.close()
         if not args.data:
             shutil.rmtree(data, ignore_errors=True)
