@@ -377,14 +377,14 @@ class BatchWriter:
         now = time.time_ns() // 1_000_000
         # Stamped now, as the record is, so that a drain from memory stores what a replay would.
         batches = [b if isinstance(b, EncodedSteps) else EncodedSteps.of(b, now) for b, _ in group]
-        records, reason = [], "storage is unavailable and the spool is full"
+        what = "the ingest journal" if self.journal and not self.drainer.failing else \
+            "storage is unavailable and the spool"
+        records, reason = [], f"{what} is full"
         try:
             records = self.spool.append_records([(batch_to_record(batch, now), len(batch)) for batch in batches])
         except Exception as exc:  # a disk error (or a batch that cannot be encoded): acknowledge nothing
             log.error("could not write to the spool %s: %s", self.spool.directory, exc)
-            reason = f"storage is unavailable and the spool cannot be written: {getattr(exc, 'strerror', None) or exc}"
-        if self.journal and not self.drainer.failing:
-            reason = reason.replace("storage is unavailable and the spool", "the ingest journal")
+            reason = f"{what} cannot be written: {getattr(exc, 'strerror', None) or exc}"
         kind = "journaled" if self.journal else "spooled"
         for i, (batch, future) in enumerate(group):
             if i < len(records):

@@ -145,6 +145,22 @@ def test_config_file_form_and_no_environment_form(tmp_path):
 KEY = "admin-key-123456"
 
 
+def _failing_sdk_run(server, message: str) -> str:
+    """One SDK run whose orders_api step timed out, exported to ``server``; its run id."""
+    sdk.configure(endpoint=server.grpc_endpoint, project="shop", api_key=KEY, set_global=False)
+    try:
+        with sdk.run(agent="support-agent") as r:
+            try:
+                with r.step("lookup", tool="orders_api"):
+                    raise TimeoutError(message)
+            except TimeoutError:
+                pass
+        assert sdk.flush(20)
+    finally:
+        sdk.shutdown()
+    return r.run_id
+
+
 def test_a_running_server_announces_failed_validations_and_new_failure_groups(make_server, receivers):
     receiver = receivers([503])  # the first delivery fails once and is retried
     elsewhere = receivers()
@@ -152,30 +168,20 @@ def test_a_running_server_announces_failed_validations_and_new_failure_groups(ma
         {"url": receiver.url, "secret": "s3cret", "projects": ["shop"]},
         {"url": elsewhere.url, "projects": ["other"]}))
     wait_until(lambda: server.event_watcher is not None and server.event_watcher.started)
-    sdk.configure(endpoint=server.grpc_endpoint, project="shop", api_key=KEY, set_global=False)
-    try:
-        with sdk.run(agent="support-agent") as r:
-            try:
-                with r.step("lookup", tool="orders_api"):
-                    raise TimeoutError("orders_api timed out after 30s")
-            except TimeoutError:
-                pass
-        assert sdk.flush(20)
-    finally:
-        sdk.shutdown()
+    run_id = _failing_sdk_run(server, "orders_api timed out after 30s")
     with httpx.Client(base_url=server.api_url, headers={"x-api-key": KEY}, timeout=30) as c:
-        verdict = c.post(f"/v1/runs/{r.run_id}/validate", json={"runbook_yaml": "name: strict\nmax_retries: 0\n"
-                                                                                "budgets: {max_errors: 0}\n"})
+        verdict = c.post(f"/v1/runs/{run_id}/validate", json={"runbook_yaml": "name: strict\nmax_retries: 0\n"
+                                                                              "budgets: {max_errors: 0}\n"})
         assert verdict.json()["status"] == "failed"
         receiver.wait_for(3)  # new group (refused once, then delivered) and the failed validation
         wait_until(lambda: server.webhooks.counts.delivered == 2)
         metrics = c.get("/metrics").text
     events = {e["event"]: e for e in receiver.events()}
     group = events["failure.new_group"]["data"]
-    assert (group["category"], group["run_id"], group["tool"]) == ("timeout", r.run_id, "orders_api")
+    assert (group["category"], group["run_id"], group["tool"]) == ("timeout", run_id, "orders_api")
     assert group["fingerprint"] and group["message"].startswith("TimeoutError")
     failed = events["validation.failed"]["data"]
-    assert failed["run_id"] == r.run_id and failed["runbook_name"] == "strict"
+    assert failed["run_id"] == run_id and failed["runbook_name"] == "strict"
     assert [x["rule"] for x in failed["reasons"]] == ["budgets.max_errors"]
     for headers, body in receiver.received:
         assert headers["X-Agenttrail-Signature"] == "sha256=" + hmac.new(b"s3cret", body, hashlib.sha256).hexdigest()
@@ -184,17 +190,7 @@ def test_a_running_server_announces_failed_validations_and_new_failure_groups(ma
     assert 'agenttrail_webhook_deliveries_total{event="failure.new_group",outcome="delivered"} 1.0' in metrics
     assert "agenttrail_webhook_retries_total 1.0" in metrics
     # The same group again is not new: a second failing run announces nothing more.
-    sdk.configure(endpoint=server.grpc_endpoint, project="shop", api_key=KEY, set_global=False)
-    try:
-        with sdk.run(agent="support-agent"):
-            try:
-                with sdk.step("lookup", tool="orders_api"):
-                    raise TimeoutError("orders_api timed out after 31s")
-            except TimeoutError:
-                pass
-        assert sdk.flush(20)
-    finally:
-        sdk.shutdown()
+    _failing_sdk_run(server, "orders_api timed out after 31s")
     time.sleep(2.5)  # two watcher passes
     assert len(receiver.received) == 3
 
