@@ -44,6 +44,8 @@ def test_api_keys_from_file_and_env(tmp_path):
     ("a: &a [*a, *a]\n", "invalid keys: a"),
     ("spool_max_bytes: [1]\n", "spool_max_bytes"),
     ("spool_dir: {a: 1}\n", "spool_dir"),
+    ("ack_after: [journal]\n", "ack_after"),
+    ("ack_after: later\n", "ack_after must be journal or commit"),
 ])
 def test_bad_config_files_name_the_problem(tmp_path, content, message):
     config = tmp_path / "bad.yaml"
@@ -62,6 +64,8 @@ def test_bad_config_files_name_the_problem(tmp_path, content, message):
     ({"AGENTTRAIL_SPOOL_MAX_BYTES": "-1"}, "spool_max_bytes must be 0 \\(no spool\\) or a positive number"),
     ({"AGENTTRAIL_SPOOL_MAX_BYTES": "1G"}, "AGENTTRAIL_SPOOL_MAX_BYTES"),
     ({"AGENTTRAIL_SPOOL_MAX_BYTES": "9" * 5000}, "AGENTTRAIL_SPOOL_MAX_BYTES"),
+    ({"AGENTTRAIL_ACK_AFTER": "stored"}, "ack_after must be journal or commit, not 'stored'"),
+    ({"AGENTTRAIL_ACK_AFTER": "j" * 5000}, "ack_after must be journal or commit"),
 ])
 def test_bad_environment_values_name_the_variable(env, message):
     with pytest.raises(SettingsError, match=message):
@@ -128,6 +132,11 @@ def test_spool_settings_default_next_to_the_data_and_take_a_configured_directory
     assert (s.resolved_spool_dir, s.spool_max_bytes) == (str(tmp_path / "spool"), 1024 ** 3)
     s = load_settings({}, {"AGENTTRAIL_SPOOL_DIR": str(tmp_path / "elsewhere"), "AGENTTRAIL_SPOOL_MAX_BYTES": "0"})
     assert (s.resolved_spool_dir, s.spool_max_bytes) == (str(tmp_path / "elsewhere"), 0)
+
+
+def test_exports_are_answered_from_the_journal_unless_told_to_wait_for_the_commit():
+    assert load_settings({}, {}).ack_after == "journal"
+    assert load_settings({}, {"AGENTTRAIL_ACK_AFTER": "commit"}).ack_after == "commit"
 
 
 def test_cli_names_a_spool_directory_it_cannot_use_and_exits_2(tmp_path):
