@@ -147,34 +147,87 @@ def list_runs(store, filters: RunFilter, page: Page, limit: int) -> tuple[list[d
         return [], None
     expression, value_type = RUN_SORTS[page.sort]
     where, params = filters.where()
-    direction = "DESC" if page.descending else "ASC"
     if page.after_run_id is not None:
         compare = "<" if page.descending else ">"
         where += f" AND ({expression}, run_id) {compare} ({{after_value:{value_type}}}, {{after_run:String}})"
         params.update(after_value=page.after_value, after_run=page.after_run_id)
+    rows = _page_from_candidates(store, where, params, page, limit)
+    if rows is None:
+        rows = _page_from_final(store, where, params, page, limit)
+    more = len(rows) > limit
+    rows = rows[:limit]
+    last = (rows[-1]["sort_value"], rows[-1]["run_id"]) if more and rows else None
+    return rows, last
+
+
+# A page is found in two reads, neither of them FINAL over the whole table: FINAL must merge
+# the versions of every run before it can filter or sort (at 5M runs, 135 ms for the keys of
+# the newest page, and 220 ms more to read their rows), where a plain ORDER BY … LIMIT reads the
+# sort column, takes the top rows and reads the other columns for those rows alone.  So the first
+# read takes the top row versions that match, whole, and the second the newest version of each
+# of their runs (key and version columns only): a version that is not its run's newest is
+# dropped, since the newest may rank elsewhere or no longer match.  Every matching version
+# better than the first read's last value was read, so the newest versions better than it are
+# exactly the runs that rank there; when they fill the page, the page is right.  When they do
+# not (several versions of the same runs, or newer versions that no longer match), the page is
+# read through FINAL.
+_SORT_COLUMNS = {"started_at": "started_at"}  # ordering by the column lets its minmax index skip granules
+
+
+def _page_from_candidates(store, where: str, params: dict, page: Page, limit: int) -> list[dict] | None:
+    expression, _ = RUN_SORTS[page.sort]
+    direction = "DESC" if page.descending else "ASC"
+    wanted = limit + 1 + max(16, limit // 2)
+    versions = list(store.query(
+        f"SELECT {', '.join(RUN_FIELDS)}, version, {expression} AS sort_value FROM runs WHERE {where} "
+        f"ORDER BY {_SORT_COLUMNS.get(page.sort, 'sort_value')} {direction} LIMIT {{candidates:UInt32}}",
+        parameters={**params, "candidates": wanted}).named_results())
+    if not versions:
+        return []
+    keys = list(dict.fromkeys((v["project_id"], v["run_id"]) for v in versions))
+    newest = {(project, run): version for project, run, version in store.query(
+        "SELECT project_id, run_id, max(version) FROM runs "
+        "WHERE (project_id, run_id) IN {k_keys:Array(Tuple(String, String))} GROUP BY project_id, run_id",
+        parameters={"k_keys": keys}).result_rows}
+    rows, taken = [], set()
+    for row in versions:
+        key = (row["project_id"], row["run_id"])
+        if row.pop("version") == newest.get(key) and key not in taken:
+            taken.add(key)
+            rows.append(row)
+    rows.sort(key=lambda r: (r["sort_value"], r["run_id"]), reverse=page.descending)
+    if len(versions) < wanted:  # every matching version was read
+        return rows
+    cutoff = versions[-1]["sort_value"]
+    ranked = [r for r in rows if (r["sort_value"] > cutoff if page.descending else r["sort_value"] < cutoff)]
+    return ranked if len(ranked) > limit else None
+
+
+def _page_from_final(store, where: str, params: dict, page: Page, limit: int) -> list[dict]:
+    expression, _ = RUN_SORTS[page.sort]
+    direction = "DESC" if page.descending else "ASC"
     # Two queries: pick the page's keys reading only the filter and sort columns (FINAL
     # cannot filter before merging, so it reads every column it is given: 4–10x slower at
     # 1M runs), then read the full rows of just those keys through the primary key.
     keys_sql = (f"SELECT project_id, run_id FROM runs FINAL WHERE {where} "
                 f"ORDER BY {expression} {direction}, run_id {direction} LIMIT {{limit:UInt32}}")
     keys = store.query(keys_sql, parameters={**params, "limit": limit + 1}).result_rows
-    more = len(keys) > limit
-    keys = keys[:limit]
     if not keys:
-        return [], None
+        return []
     rows = fetch_runs(store, keys, expression)
     rows.sort(key=lambda r: (r["sort_value"], r["run_id"]), reverse=page.descending)
-    last = (rows[-1]["sort_value"], rows[-1]["run_id"]) if more and rows else None
-    return rows, last
+    return rows
 
 
 def fetch_runs(store, keys: list[tuple[str, str]], sort_expression: str = "0") -> list[dict]:
     """Full run rows (plus ``sort_value``) for (project_id, run_id) keys, via the primary key."""
+    # The pairs as one tuple set: with a set of projects and a set of runs, ClickHouse selects
+    # every granule that may hold any project with any run (388 of 620 at 5M runs, for 50 runs
+    # of 10 projects), with the pairs exactly theirs (48).
     sql = (f"SELECT {', '.join(RUN_FIELDS)}, {sort_expression} AS sort_value FROM runs FINAL "
-           "WHERE project_id IN {k_projects:Array(String)} AND run_id IN {k_runs:Array(String)}")
-    rows = store.query(sql, parameters={"k_projects": sorted({k[0] for k in keys}),
-                                        "k_runs": [k[1] for k in keys]}).named_results()
-    wanted = set(keys)
+           "WHERE (project_id, run_id) IN {k_keys:Array(Tuple(String, String))}")
+    rows = store.query(sql, parameters={"k_keys": [tuple(k) for k in keys]}).named_results()
+    wanted = set(map(tuple, keys))
     return [r for r in rows if (r["project_id"], r["run_id"]) in wanted]
 
 

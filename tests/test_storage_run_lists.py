@@ -1,0 +1,111 @@
+"""Run lists read without FINAL (storage/queries.py): older row versions of a run never show.
+
+A run gets a new row version at every commit that touches it, and ClickHouse merges them away
+only eventually.  Merges of ``runs`` are stopped here, so that the versions stay; every page is
+checked against the same list read through FINAL.
+"""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from agenttrail.storage.queries import Page, RunFilter, list_runs
+
+from test_storage_writer import T0, batch_of, step
+
+SECOND = 10**9
+
+
+def _run(i: int) -> str:
+    return f"{i:032x}"
+
+
+@pytest.fixture
+def versions(store):
+    """A store whose ``runs`` keeps every row version until the test ends."""
+    store.command(f"SYSTEM STOP MERGES {store.options.database}.runs")
+    yield store
+    store.command(f"SYSTEM START MERGES {store.options.database}.runs")
+
+
+def _write(store, steps) -> None:
+    store.writer.write(batch_of(steps), timeout=30)
+
+
+def _final_order(store, where: str = "1", descending: bool = True) -> list[str]:
+    direction = "DESC" if descending else "ASC"
+    return [r[0] for r in store.query(
+        f"SELECT run_id FROM runs FINAL WHERE {where} "
+        f"ORDER BY toUnixTimestamp64Nano(started_at) {direction}, run_id {direction}").result_rows]
+
+
+def _every_page(store, filters: RunFilter, limit: int, descending: bool = True) -> list[str]:
+    listed, page = [], Page(descending=descending)
+    while True:
+        rows, last = list_runs(store, filters, page, limit)
+        listed += [r["run_id"] for r in rows]
+        assert all(set(r) >= {"run_id", "status", "sort_value"} and "version" not in r for r in rows)
+        if last is None:
+            return listed
+        page = Page(descending=descending, after_value=last[0], after_run_id=last[1])
+
+
+def _late_roots(store, count: int) -> list[str]:
+    """``count`` runs whose first version starts late (a child step) and whose newest starts
+    early (the root, sent after it), among 40 runs of one version each."""
+    moved = [_run(1000 + i) for i in range(count)]
+    for run in moved:
+        _write(store, [step("2", "1", run_id=run, start_time=T0 + 500 * SECOND)])
+    _write(store, [step("1", run_id=_run(i), start_time=T0 + (10 + i) * SECOND) for i in range(40)])
+    for i, run in enumerate(moved):
+        _write(store, [step("1", run_id=run, start_time=T0 + i * SECOND // 10)])
+    return moved
+
+
+def test_a_run_whose_start_moved_is_listed_once_at_its_newest_place(versions):
+    moved = _late_roots(versions, 3)
+    assert versions.query("SELECT count() FROM runs WHERE run_id = {r:String}",
+                          parameters={"r": moved[0]}).result_rows[0][0] >= 2  # older versions are there
+    expected = _final_order(versions)
+    assert expected[-3:] == moved[::-1]
+    for limit in (1, 2, 7, 50):
+        assert _every_page(versions, RunFilter(), limit) == expected
+    assert _every_page(versions, RunFilter(), 5, descending=False) == _final_order(versions, descending=False)
+
+
+def test_a_run_whose_older_version_matched_the_filter_is_not_listed(versions):
+    moved = _late_roots(versions, 2)
+    # Their first versions were in progress (no root yet); the newest are ok.
+    assert _every_page(versions, RunFilter(status="in_progress"), 3) == []
+    assert _every_page(versions, RunFilter(status="ok"), 4) == _final_order(versions, "status = 'ok'")
+    assert set(moved) <= set(_every_page(versions, RunFilter(status="ok"), 4))
+
+
+def test_a_page_of_many_versions_of_few_runs_is_still_right(versions):
+    # One run gets 40 versions, each starting earlier than the last: the newest versions of the
+    # other runs rank below every stale one, so the first read alone cannot fill a page.
+    busy = _run(7777)
+    for k in range(40):
+        _write(versions, [step(f"{k + 2:x}", "1", run_id=busy, start_time=T0 + (900 - k) * SECOND)])
+    _write(versions, [step("1", run_id=_run(i), start_time=T0 + (100 + i) * SECOND) for i in range(30)])
+    assert versions.query("SELECT count() FROM runs WHERE run_id = {r:String}",
+                          parameters={"r": busy}).result_rows[0][0] >= 40
+    assert _every_page(versions, RunFilter(), 2) == _final_order(versions)
+    assert _every_page(versions, RunFilter(status="in_progress"), 2) == [busy]
+
+
+def test_shuffled_commits_list_as_final_does(versions):
+    rng = random.Random(5)
+    runs = [_run(2000 + i) for i in range(60)]
+    spans = [step(f"{k + 1:x}", "" if k == 0 else "1", run_id=run, start_time=T0 + rng.randrange(10**6) * 1000,
+                  status=rng.choice(["ok", "error"]))
+             for run in runs for k in range(rng.randrange(1, 4))]
+    rng.shuffle(spans)
+    for at in range(0, len(spans), 7):
+        _write(versions, spans[at:at + 7])
+    for filters, where in ((RunFilter(), "1"), (RunFilter(has_errors=True), "error_count > 0"),
+                           (RunFilter(status="in_progress"), "status = 'in_progress'")):
+        for limit in (1, 4, 25):
+            assert _every_page(versions, filters, limit) == _final_order(versions, where)
