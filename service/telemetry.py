@@ -98,11 +98,18 @@ class IngestCollector:
                 ("full_refused_spans", "spool_refused", "Spans refused (retry_later) because the spool was full "
                                                         "or could not be written"),
                 ("drain_failures", "drain_failures", "Attempts to commit spooled batches that failed (retried later)"),
-                ("unreadable_spans", "spool_unreadable", "Spans of spool records that could not be decoded (dropped)")):
+                ("unreadable_spans", "spool_unreadable", "Spans of spool records that could not be decoded "
+                                                         "(set aside in its quarantine)"),
+                ("quarantined_spans", "spool_quarantined", "Spans of spool records set aside in its quarantine "
+                                                           "(refused by ClickHouse or undecodable; retried at the "
+                                                           "next start)")):
             yield CounterMetricFamily(f"agenttrail_spool_{name}", text, value=stats[key])
         yield GaugeMetricFamily("agenttrail_spool_backlog_batches", "Batches in the spool", value=status["batches"])
         yield GaugeMetricFamily("agenttrail_spool_backlog_spans", "Spans in the spool", value=status["spans"])
         yield GaugeMetricFamily("agenttrail_spool_backlog_bytes", "Bytes of records in the spool", value=status["bytes"])
+        yield GaugeMetricFamily("agenttrail_spool_quarantined_batches",
+                                "Spool records set aside in its quarantine since the server started",
+                                value=status["quarantined_batches"])
         yield GaugeMetricFamily("agenttrail_spool_max_bytes", "The spool's bound (spool_max_bytes)",
                                 value=status["max_bytes"])
         yield GaugeMetricFamily("agenttrail_spool_oldest_age_seconds",

@@ -12,6 +12,13 @@ ingest journal, under load) the drainer lets a group of ``min_group_spans`` gath
 there is, so a lone export is readable a moment after it was answered; and when a reader
 waits for what is spooled (:meth:`hurry`), it commits at once.
 
+A record that ClickHouse refuses for good (an error waiting cannot fix, :func:`~.errors.is_outage`)
+would hold up every record behind it.  So after such a refusal the drainer commits records one
+at a time; a record refused alone is quarantined (:meth:`~.spool.Spool.quarantine`: set aside
+on disk, retried at the next start) once the record after it commits, which shows that the
+store takes writes and the refusal is the record's own.  When every record is refused (a table
+missing, say) nothing is set aside and the drain retries, as for an outage.
+
 Batches the writer appended in this process are also handed over in memory (:meth:`remember`,
 up to ``max_cached_spans``), so that the usual drain — right after the append, when the spool
 is the ingest journal — neither reads them back nor decodes them.
@@ -24,6 +31,7 @@ import threading
 import time
 from typing import Callable
 
+from .errors import is_outage
 from .native import EncodedSteps
 from .spool import Spool, SpoolRecord
 from .spooled import record_to_batch
@@ -52,6 +60,8 @@ class SpoolDrainer:
         self._cond = threading.Condition()
         self._stop = False
         self.failing = False  # the last attempt failed: the store is down or refuses writes
+        self._isolating = 0  # after a refusal: records still to commit one at a time
+        self._set_aside: set[SpoolRecord] = set()  # undecodable records already dealt with, until released
         self._thread = threading.Thread(target=self._run, name="agenttrail-spool-drainer", daemon=True)
 
     def start(self) -> None:
@@ -148,44 +158,108 @@ class SpoolDrainer:
         with self._cond:
             self._hurried = False  # what it waits for was appended before this read
             cached = dict(self._cached)
-        records = self.spool.read(self.max_group_spans, cached)
+        records = self.spool.read(self.max_group_spans, cached, max_records=2 if self._isolating else None)
         replay = self.spool.replay_through
-        replayed = replay is not None and records[0][0] <= replay
-        batches = []
+        items = []  # (record, batch, replayed)
         for record, payload in records:
-            if payload is None:
-                batches.append(cached[record])
-                continue
-            try:
-                batches.append(record_to_batch(payload))
-            except ValueError as exc:  # its checksum held, so this is a version or a bug: say so
+            batch = cached[record] if payload is None else self._decoded(record, payload)
+            items.append((record, batch, replay is not None and record <= replay))
+        if self._isolating:
+            return self._drain_alone(items, delay)
+        batches = [batch for _, batch, _ in items if batch is not None]
+        try:
+            self._timed_commit(batches, any(replayed for *_, replayed in items))
+        except Exception as exc:
+            self._failed(sum(len(b) for b in batches), delay, exc)
+            if not is_outage(exc):
+                self._isolating = max(2, len(items))
+                log.warning("the store refused %d spooled records with an error waiting cannot fix; committing "
+                            "them one at a time to find the one it refuses", len(items))
+            return False
+        self._released(items, records[-1][0])
+        return True
+
+    def _drain_alone(self, items: list, delay: float) -> bool:
+        """The oldest record on its own; when refused, the next one too, and if that one is
+        taken, the first is quarantined (see the module)."""
+        (record, batch, replayed), rest = items[0], items[1:]
+        try:
+            self._timed_commit([batch] if batch is not None else [], replayed)
+        except Exception as exc:
+            if is_outage(exc) or not rest:
+                self._failed(record.spans, delay, exc)
+                return False
+            refusal = exc
+        else:
+            self._isolating -= 1
+            self._released(items[:1], record)
+            return True
+        following, next_batch, next_replayed = rest[0]
+        try:
+            self._timed_commit([next_batch] if next_batch is not None else [], next_replayed)
+        except Exception as exc:  # the store refuses this one too: nothing is the record's own fault
+            self._failed(record.spans + following.spans, delay, exc)
+            return False
+        path = self.spool.quarantine(record)
+        self.stats["spool_quarantined"] += record.spans
+        log.error("the store refuses the spooled record at segment %d, byte %d (%d spans) and takes the "
+                  "record after it: set aside in %s, to be retried at the next start. The refusal: %s",
+                  record.segment, record.offset, record.spans, path, refusal)
+        self._isolating = max(0, self._isolating - 2)
+        self._released([(record, None, replayed), rest[0]], following)
+        return True
+
+    def _decoded(self, record: SpoolRecord, payload: bytes):
+        """The batch a record holds; None when it cannot be decoded (set aside, or reported
+        and dropped when its segment has gone)."""
+        if record in self._set_aside:  # a retry of the group it was read with
+            return None
+        try:
+            return record_to_batch(payload)
+        except ValueError as exc:  # its checksum held, so this is a version or a bug: say so
+            if not payload:
                 log.error("spool record at segment %d, byte %d cannot be read (%s): dropping its %d spans",
                           record.segment, record.offset, exc, record.spans)
-                self.stats["spool_unreadable"] += record.spans
-        spans = sum(len(b) for b in batches)
+                path = None
+            else:  # should this fail, nothing is released: the next attempt tries again
+                path = self.spool.quarantine(record)
+                self.stats["spool_quarantined"] += record.spans
+            self._set_aside.add(record)
+            self.stats["spool_unreadable"] += record.spans
+            if path is None:
+                return None
+            log.error("spool record at segment %d, byte %d cannot be decoded (%s): its %d spans are set "
+                      "aside in %s", record.segment, record.offset, exc, record.spans, path)
+            return None
+
+    def _timed_commit(self, batches: list, replayed: bool) -> None:
         started = time.perf_counter()
         try:
             if batches:
                 self._commit(batches, replayed)
-        except Exception as exc:
-            self.stats["drain_failures"] += 1
-            with self._cond:
-                self.failing = True
-                self._cond.notify_all()  # readers waiting for these records: they will not come soon
-            log.warning("draining %d spooled spans failed, retrying in %.1f s: %s", spans, delay, exc)
-            return False
         finally:
             self.stats["commit_seconds"] += time.perf_counter() - started
-        self.failing = False
-        self.stats["drained_spans"] += spans
-        self.stats["drained_batches"] += len(batches)
-        self.spool.release(records[-1][0])
+
+    def _failed(self, spans: int, delay: float, exc: Exception) -> None:
+        self.stats["drain_failures"] += 1
         with self._cond:
-            for record, _ in records:
+            self.failing = True
+            self._cond.notify_all()  # readers waiting for these records: they will not come soon
+        log.warning("draining %d spooled spans failed, retrying in %.1f s: %s", spans, delay, exc)
+
+    def _released(self, items: list, through: SpoolRecord) -> None:
+        """The records of ``items`` are stored (or set aside): release the spool through ``through``."""
+        self.failing = False
+        stored = [batch for _, batch, _ in items if batch is not None]
+        self.stats["drained_spans"] += sum(len(b) for b in stored)
+        self.stats["drained_batches"] += len(stored)
+        self.spool.release(through)
+        self._set_aside = {record for record in self._set_aside if record > through}
+        with self._cond:
+            for record, *_ in items:
                 if self._cached.pop(record, None) is not None:
                     self._cached_spans -= record.spans
             self._cond.notify_all()  # readers waiting for them (wait_released)
-        return True
 
 
 __all__ = ["SpoolDrainer"]

@@ -13,6 +13,11 @@ releases them only once ClickHouse has them.  So the spool must survive a crash:
   segment: it and what follows in that segment were never acknowledged or cannot be read,
   are logged and cut off; records before it, and later segments, are kept.
 
+A record that ClickHouse refuses for good, or that this version cannot decode, is set aside in
+``quarantine/`` (:meth:`Spool.quarantine`, one record per file, in the segment format) so that it
+no longer holds up the records behind it; nothing is dropped.  At the next open those files
+become segments again, behind the others, so a restart retries them.
+
 The spool is bounded by ``max_bytes`` of unreleased records; past it :meth:`append` takes no
 more, and the caller answers "retry later".  One process owns a spool directory (a lock file);
 :meth:`Spool.claim` gives each process sharing a parent directory (replicas on one volume) a
@@ -39,6 +44,8 @@ log = logging.getLogger(__name__)
 MAGIC = b"ATS1"
 _HEADER = struct.Struct("<4sIIQI")  # magic, payload length, spans, written (ms), crc32
 _SEGMENT = re.compile(r"^seg-(\d{12})\.spool$")
+QUARANTINE_DIR = "quarantine"
+_QUARANTINED = re.compile(r"^q-(\d{12})-(\d{12})\.spool$")
 
 
 class SpoolError(StorageError):
@@ -85,6 +92,7 @@ class Spool:
         # process may have committed part of it.
         self.appended = self.released = 0
         self.replay_through: SpoolRecord | None = None
+        self.quarantined_batches = self.quarantined_spans = 0  # set aside since open
         try:
             os.makedirs(self.directory, exist_ok=True)
             self._lock_file = open(os.path.join(self.directory, "lock"), "a+b")
@@ -100,6 +108,7 @@ class Spool:
             self.close()
             raise SpoolError(f"spool directory {self.directory} is not writable")
         try:
+            self._requeue_quarantined()
             self._tail = self._load()  # appends go to the last segment there is
             self.appended = len(self._records)
             self.replay_through = self._records[-1] if self._records else None
@@ -136,6 +145,25 @@ class Spool:
             self._scan(seq, path, head_offset if seq == head_seq else 0)
             last = max(last, seq)
         return last
+
+    def _requeue_quarantined(self) -> None:
+        """Turn the records set aside in ``quarantine/`` into segments behind the last one, so that
+        they are replayed (with the duplicate check) after the others: each file holds one record
+        in the segment format, and a rename moves it whole."""
+        quarantine = os.path.join(self.directory, QUARANTINE_DIR)
+        try:
+            names = sorted(name for name in os.listdir(quarantine) if _QUARANTINED.match(name))
+        except FileNotFoundError:
+            return
+        if not names:
+            return
+        segments = [int(m.group(1)) for m in map(_SEGMENT.match, os.listdir(self.directory)) if m]
+        last = max([self._read_head()[0], *segments])
+        for seq, name in enumerate(names, last + 1):
+            os.replace(os.path.join(quarantine, name), os.path.join(self.directory, _segment_name(seq)))
+        _fsync_dir(self.directory)
+        _fsync_dir(quarantine)
+        log.warning("spool %s: retrying %d quarantined records", self.directory, len(names))
 
     def _read_head(self) -> tuple[int, int]:
         try:
@@ -247,15 +275,17 @@ class Spool:
 
     # -- the drainer's side ----------------------------------------------------------------------
 
-    def read(self, max_spans: int, cached=frozenset()) -> list[tuple[SpoolRecord, bytes | None]]:
-        """The oldest records (at least one, if any; then up to ``max_spans`` spans) with their
-        payloads; records in ``cached`` (held in memory by the caller) come with None instead.
-        A record whose segment file has gone comes back with an empty payload (which is no
-        record: the drainer reports and drops it rather than wait for it forever)."""
+    def read(self, max_spans: int, cached=frozenset(),
+             max_records: int | None = None) -> list[tuple[SpoolRecord, bytes | None]]:
+        """The oldest records (at least one, if any; then up to ``max_spans`` spans and
+        ``max_records`` records) with their payloads; records in ``cached`` (held in memory by
+        the caller) come with None instead.  A record whose segment file has gone comes back
+        with an empty payload (which is no record: the drainer reports and drops it rather
+        than wait for it forever)."""
         with self._lock:
             picked, spans = [], 0
             for record in self._records:
-                if picked and spans + record.spans > max_spans:
+                if picked and (spans + record.spans > max_spans or len(picked) == max_records):
                     break
                 picked.append(record)
                 spans += record.spans
@@ -282,6 +312,29 @@ class Spool:
                 if fh is not None:
                     fh.close()
         return out
+
+    def quarantine(self, record: SpoolRecord) -> str:
+        """Copy ``record`` from its segment into ``quarantine/`` (fsync'd) and return the file's
+        path; the caller then releases it as usual.  The next open retries it (see the module)."""
+        with open(os.path.join(self.directory, _segment_name(record.segment)), "rb") as fh:
+            fh.seek(record.offset)
+            data = fh.read(record.size)
+        if len(data) != record.size or data[:4] != MAGIC:
+            raise SpoolError(f"spool {self.directory}: record at segment {record.segment}, byte "
+                             f"{record.offset} cannot be read back to quarantine it")
+        quarantine = os.path.join(self.directory, QUARANTINE_DIR)
+        os.makedirs(quarantine, exist_ok=True)
+        path = os.path.join(quarantine, f"q-{record.segment:012d}-{record.offset:012d}.spool")
+        with open(path + ".tmp", "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(path + ".tmp", path)
+        _fsync_dir(quarantine)
+        with self._lock:
+            self.quarantined_batches += 1
+            self.quarantined_spans += record.spans
+        return path
 
     def release(self, through: SpoolRecord) -> None:
         """Forget every record up to and including ``through`` (ClickHouse has them)."""
@@ -316,12 +369,14 @@ class Spool:
     # -- reporting and stopping -------------------------------------------------------------------
 
     def status(self) -> dict:
-        """The backlog: batches, spans, bytes, the oldest record's age in seconds, the bound."""
+        """The backlog: batches, spans, bytes, the oldest record's age in seconds, the bound, and
+        what was quarantined since open."""
         with self._lock:
             oldest = self._records[0].written_ms if self._records else None
             return {"batches": len(self._records), "spans": self._spans, "bytes": self._bytes,
                     "oldest_age_s": round(max(0.0, time.time() - oldest / 1000), 3) if oldest else 0.0,
-                    "max_bytes": self.max_bytes}
+                    "max_bytes": self.max_bytes, "quarantined_batches": self.quarantined_batches,
+                    "quarantined_spans": self.quarantined_spans}
 
     @property
     def spans(self) -> int:

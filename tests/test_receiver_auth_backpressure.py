@@ -130,7 +130,7 @@ def test_with_the_journal_exports_are_kept_until_storage_takes_them_again(server
 
 def test_health_reports_storage_state(server):
     empty_spool = {"batches": 0, "spans": 0, "bytes": 0, "oldest_age_s": 0.0, "max_bytes": 1024 ** 3,
-                   "journal": True, "failing": False}
+                   "quarantined_batches": 0, "quarantined_spans": 0, "journal": True, "failing": False}
     assert httpx.get(server.api_url + "/health").json() == {"status": "ok", "storage": "ok", "spool": empty_spool}
     with StorageOutage(server.store):
         response = httpx.get(server.api_url + "/health")
