@@ -5,7 +5,7 @@ One request = one BatchSpanProcessor batch: 512 spans (agent, llm, tool, retriev
 Prints requests/s and spans/s for protobuf and OTLP/JSON decoding, with and without gzip, and
 for the json_format reference path that the fast JSON path falls back to.
 
-    /work/venv/bin/python bench/decode_bench.py [--seconds 3]
+    .venv/bin/python bench/decode_bench.py [--seconds 3]
 """
 
 from __future__ import annotations

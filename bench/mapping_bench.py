@@ -5,7 +5,7 @@ Each request holds 512 spans (one BatchSpanProcessor batch) of 16 agent runs: an
 a retrieval, an embedding.  Reports spans/s for decoding the protobuf bytes, for mapping the
 decoded request, and for both; content capture off (the default) and on.
 
-    /work/venv/bin/python bench/mapping_bench.py [--requests 40] [--repeat 3]
+    .venv/bin/python bench/mapping_bench.py [--requests 40] [--repeat 3]
 """
 
 from __future__ import annotations

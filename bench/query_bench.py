@@ -1,7 +1,7 @@
 """Query benchmark: generate N runs (10 steps each) in an embedded store, time the REST API.
 
-    /work/venv/bin/python bench/query_bench.py --runs 100000
-    /work/venv/bin/python bench/query_bench.py --runs 1000000 --data ./qb1m --keep
+    .venv/bin/python bench/query_bench.py --runs 100000
+    .venv/bin/python bench/query_bench.py --runs 1000000 --data ./qb1m --keep
 
 Steps are generated inside ClickHouse (``INSERT INTO steps SELECT … FROM numbers(…)``) and
 the runs are then recomputed from them with the writer's own aggregate
