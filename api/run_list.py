@@ -127,7 +127,7 @@ def with_verdicts(store, rows: list[dict]) -> list[dict]:
     failed, was retried or looped), from one read of the rows' steps."""
     keys = [(r["project_id"], r["run_id"]) for r in rows]
     verdicts = latest_verdicts(store, keys)
-    steps = page_steps(store, [(r["project_id"], r["run_id"]) for r in rows if _may_have_failure(r)])
+    steps = page_steps(store, [r for r in rows if _may_have_failure(r)])
     runs = []
     for row in rows:
         body = run_json(row)

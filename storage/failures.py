@@ -7,7 +7,11 @@ rules look at; tool arguments are compared, never shown, so a hash of them is re
 
 from __future__ import annotations
 
+from datetime import datetime, timedelta, timezone
+
 from .runs import _in_execution_order
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 
 _LIGHT_STEP_SELECT = (
     "project_id, run_id, step_id, parent_step_id, name, kind, tool_name, "
@@ -19,16 +23,26 @@ _LIGHT_STEP_SELECT = (
 )
 
 
-def page_steps(store, keys: list[tuple[str, str]]) -> dict[tuple[str, str], list[dict]]:
-    """(project_id, run_id) → that run's light step rows in execution order, one query."""
-    if not keys:
+def page_steps(store, runs: list[dict]) -> dict[tuple[str, str], list[dict]]:
+    """(project_id, run_id) → that run's light step rows in execution order, for the run rows
+    ``runs`` (as the run lists return them), one query.
+
+    Only steps ingested between the rows' earliest ``first_seen_at`` and latest ``last_span_at``
+    are read: a run row is computed from all of its stored steps, so these are exactly the steps
+    each row counts, and the minmax index on ``ingested_at`` skips the parts and granules of
+    other times (a page of recent runs read half as much at 5M runs)."""
+    if not runs:
         return {}
+    keys = [(r["project_id"], r["run_id"]) for r in runs]
     # No FINAL: it merges every part's granules of these runs before filtering, 1.3 s instead
     # of 76 ms for 50 runs at 10M steps; a span stored twice is dropped here instead.
     result = store.query(
         f"SELECT {_LIGHT_STEP_SELECT} FROM steps WHERE project_id IN {{projects:Array(String)}} "
-        "AND run_id IN {runs:Array(String)}",
-        parameters={"projects": sorted({k[0] for k in keys}), "runs": sorted({k[1] for k in keys})})
+        "AND run_id IN {runs:Array(String)} AND ingested_at >= fromUnixTimestamp64Milli({since:Int64}) "
+        "AND ingested_at <= fromUnixTimestamp64Milli({until:Int64})",
+        parameters={"projects": sorted({k[0] for k in keys}), "runs": sorted({k[1] for k in keys}),
+                    "since": min(_ms(r["first_seen_at"]) for r in runs),
+                    "until": max(_ms(r["last_span_at"]) for r in runs)})
     wanted = set(keys)
     grouped: dict[tuple[str, str], dict[str, dict]] = {}
     for row in result.named_results():
@@ -39,7 +53,11 @@ def page_steps(store, keys: list[tuple[str, str]]) -> dict[tuple[str, str], list
     return {key: _in_execution_order(list(steps.values())) for key, steps in grouped.items()}
 
 
-
+def _ms(value: datetime) -> int:
+    """Milliseconds since the epoch of a stored DateTime64(3) (exact: no float on the way)."""
+    if value.tzinfo is None:  # read back as UTC
+        value = value.replace(tzinfo=timezone.utc)
+    return (value - _EPOCH) // timedelta(milliseconds=1)
 
 
 # group_by name -> (key expression over steps ``s``, extra condition).  Only these texts

@@ -4,6 +4,7 @@ sent by the real OpenTelemetry SDK through the real receiver."""
 from __future__ import annotations
 
 import json
+import time
 
 import pytest
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter as HttpExporter
@@ -14,6 +15,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import Status, StatusCode
 
 from api_helpers import client
+from spool_helpers import wait_for
 
 
 def _run(shape: str):
@@ -124,3 +126,28 @@ def test_the_timeline_marks_failed_steps_and_the_root_cause(api):
     assert [(n["kind"], n["failure_category"]) for n in root["children"]] == [
         ("llm", None), ("tool", "timeout"), ("tool", "timeout"), ("tool", "timeout")]
     assert timeline["failure"]["root_cause_step_id"] == ids[1] == root["children"][1]["step_id"]
+
+
+def test_a_run_sent_in_two_exports_keeps_its_whole_failure_block_in_lists(server):
+    """The list reads a page's steps between its rows' first_seen_at and last_span_at: a run's
+    first export (the root cause) and its last (the final attempt) both fall inside."""
+    spans, run_id, ids = _run("exhausted")
+    exporter = HttpExporter(endpoint=server.http_endpoint + "/v1/traces")
+    early = {ids[0], ids[1]}  # the chat and the first failed attempt: the root cause
+    first = [s for s in spans if format(s.context.span_id, "016x") in early]
+    assert exporter.export(first) == SpanExportResult.SUCCESS
+    with client(server, None) as c:
+        wait_for(lambda: c.get(f"/v1/runs/{run_id}").json()["step_count"] == 2, what="the first export")
+        time.sleep(0.01)  # the second export is ingested at a later millisecond
+        rest = [s for s in spans if format(s.context.span_id, "016x") not in early]
+        assert exporter.export(rest) == SpanExportResult.SUCCESS
+        wait_for(lambda: c.get(f"/v1/runs/{run_id}").json()["step_count"] == 5, what="the second export")
+        row = c.get(f"/v1/runs/{run_id}").json()
+        listed = {r["run_id"]: r for r in c.get("/v1/projects/shop/runs").json()["runs"]}[run_id]
+    ingested = server.store.query("SELECT first_seen_at < last_span_at FROM runs FINAL WHERE run_id = {r:String}",
+                                  {"r": run_id}).result_rows
+    assert ingested == [(1,)]  # the two exports: two ingest times
+    failure = listed["failure"]
+    assert failure["root_cause_step_id"] == ids[1]
+    assert [a["step_id"] for a in failure["retries"][0]["attempts"]] == ids[1:]
+    assert failure == row["failure"]
