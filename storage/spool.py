@@ -18,7 +18,7 @@ A record that ClickHouse refuses for good, or that this version cannot decode, i
 no longer holds up the records behind it; nothing is dropped.  At the next open those files
 become segments again, behind the others, so a restart retries them.
 
-The spool is bounded by ``max_bytes`` of unreleased records; past it :meth:`append` takes no
+The spool is bounded by ``max_bytes`` of unreleased and quarantined records; past it :meth:`append` takes no
 more, and the caller answers "retry later".  One process owns a spool directory (a lock file);
 :meth:`Spool.claim` gives each process sharing a parent directory (replicas on one volume) a
 slot of its own, and a process that starts takes over a slot a stopped one left, spool and all.
@@ -92,7 +92,8 @@ class Spool:
         # process may have committed part of it.
         self.appended = self.released = 0
         self.replay_through: SpoolRecord | None = None
-        self.quarantined_batches = self.quarantined_spans = 0  # set aside since open
+        # Set aside since open; their bytes count against max_bytes (the disk they hold).
+        self.quarantined_batches = self.quarantined_spans = self.quarantined_bytes = 0
         try:
             os.makedirs(self.directory, exist_ok=True)
             self._lock_file = open(os.path.join(self.directory, "lock"), "a+b")
@@ -224,7 +225,7 @@ class Spool:
         """:meth:`append`, returning the records appended (the first ones of ``payloads``)."""
         with self._lock:
             fitting = []
-            room = self.max_bytes - self._bytes
+            room = self.max_bytes - self._bytes - self.quarantined_bytes
             for payload, spans in payloads:
                 if _HEADER.size + len(payload) > room:
                     break
@@ -334,6 +335,7 @@ class Spool:
         with self._lock:
             self.quarantined_batches += 1
             self.quarantined_spans += record.spans
+            self.quarantined_bytes += record.size
         return path
 
     def release(self, through: SpoolRecord) -> None:

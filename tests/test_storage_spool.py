@@ -110,6 +110,21 @@ def test_a_full_spool_takes_what_fits_and_room_comes_back_on_release(tmp_path):
     assert spool.append([(b"y" * 100, 1), (b"z", 1)]) == 1
 
 
+def test_quarantined_records_keep_their_room_until_a_reopen_retries_them(tmp_path):
+    spool = Spool(str(tmp_path), max_bytes=2 * (24 + 100))
+    assert spool.append([(b"x" * 100, 1), (b"y" * 100, 1)]) == 2
+    first = spool.read(1)[0][0]
+    spool.quarantine(first)  # set aside on disk, then released as the drainer does
+    spool.release(first)
+    assert spool.append([(b"z" * 100, 1)]) == 0  # its bytes still take room
+    spool.release(spool.read(1)[0][0])
+    assert spool.append([(b"z" * 100, 1)]) == 1
+    spool.close()
+    reopened = Spool(str(tmp_path), max_bytes=2 * (24 + 100))  # the quarantined record is back, behind
+    assert _payloads(reopened) == [b"z" * 100, b"x" * 100]
+    assert reopened.status()["quarantined_batches"] == 0 and reopened.append([(b"w", 1)]) == 0
+
+
 def test_an_unreadable_head_file_replays_everything(tmp_path, caplog):
     spool = Spool(str(tmp_path), max_bytes=1 << 20)
     spool.append([(b"one", 1), (b"two", 1)])
