@@ -8,9 +8,10 @@ deterministic model (same prompt, same answer and token counts), and the order a
 * ticket 2 fails: the shipping API is down on every attempt, recorded as a ``tool`` failure;
 * ticket 3 fails early: the order does not exist (``tool`` failure ``order_not_found``).
 
-Run it against a local server (``agenttrail serve`` listens on 4317/4318/8000)::
+Run it against a local server (``agenttrail serve`` listens on 4317/4318/8000), with the
+SDK's dependencies installed (``.venv/bin/pip install -e '.[sdk]'``)::
 
-    python examples/support_agent.py --endpoint http://localhost:4317 --api-url http://localhost:8000
+    .venv/bin/python examples/support_agent.py --endpoint http://localhost:4317 --api-url http://localhost:8000
 
 ``--protocol http --endpoint http://localhost:4318`` sends OTLP/HTTP instead; ``--json``
 prints a machine-readable summary (the test uses it).  Exit status 0 when every span was

@@ -21,6 +21,12 @@ Nothing here ever raises into the agent because of telemetry: unreachable, slow 
 overloaded servers only show up in :func:`stats`.  See docs/sdk.md.
 """
 
+try:  # the instrumentation's dependencies are the "sdk" extra, not the server's
+    import opentelemetry.sdk.trace  # noqa: F401
+except ImportError as exc:
+    raise ImportError("agenttrail.sdk needs the OpenTelemetry SDK: pip install 'agenttrail[sdk]' "
+                      "(from a clone: .venv/bin/pip install -e '.[sdk]')") from exc
+
 from ._export import ExportStats
 from ._run import Run, current_run, llm, run, step
 from ._scope import SpanScope
