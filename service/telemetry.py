@@ -99,11 +99,11 @@ class IngestCollector:
                                                         "or could not be written"),
                 ("drain_failures", "drain_failures", "Attempts to commit spooled batches that failed (retried later)"),
                 ("unreadable_spans", "spool_unreadable", "Spans of spool records that could not be decoded "
-                                                         "(set aside in its quarantine)"),
-                ("quarantined_spans", "spool_quarantined", "Spans of spool records set aside in its quarantine "
-                                                           "(refused by ClickHouse or undecodable; retried at the "
-                                                           "next start)")):
+                                                         "(set aside in its quarantine)")):
             yield CounterMetricFamily(f"agenttrail_spool_{name}", text, value=stats[key])
+        yield CounterMetricFamily("agenttrail_spool_quarantined_spans", "Spans of spool records set aside in its "
+                                  "quarantine (refused by ClickHouse or undecodable; retried at the next start)",
+                                  value=status["quarantined_spans"])
         yield GaugeMetricFamily("agenttrail_spool_backlog_batches", "Batches in the spool", value=status["batches"])
         yield GaugeMetricFamily("agenttrail_spool_backlog_spans", "Spans in the spool", value=status["spans"])
         yield GaugeMetricFamily("agenttrail_spool_backlog_bytes", "Bytes of records in the spool", value=status["bytes"])

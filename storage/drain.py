@@ -184,7 +184,7 @@ class SpoolDrainer:
         taken, the first is quarantined (see the module)."""
         (record, batch, replayed), rest = items[0], items[1:]
         try:
-            self._timed_commit([batch] if batch is not None else [], replayed)
+            self._timed_commit([batch], replayed)
         except Exception as exc:
             if is_outage(exc) or not rest:
                 self._failed(record.spans, delay, exc)
@@ -196,12 +196,11 @@ class SpoolDrainer:
             return True
         following, next_batch, next_replayed = rest[0]
         try:
-            self._timed_commit([next_batch] if next_batch is not None else [], next_replayed)
+            self._timed_commit([next_batch], next_replayed)
         except Exception as exc:  # the store refuses this one too: nothing is the record's own fault
             self._failed(record.spans + following.spans, delay, exc)
             return False
         path = self.spool.quarantine(record)
-        self.stats["spool_quarantined"] += record.spans
         log.error("the store refuses the spooled record at segment %d, byte %d (%d spans) and takes the "
                   "record after it: set aside in %s, to be retried at the next start. The refusal: %s",
                   record.segment, record.offset, record.spans, path, refusal)
@@ -216,23 +215,21 @@ class SpoolDrainer:
             return None
         try:
             return record_to_batch(payload)
-        except ValueError as exc:  # its checksum held, so this is a version or a bug: say so
-            if not payload:
+        except ValueError as exc:
+            if not payload:  # its segment has gone: there is nothing left to keep
                 log.error("spool record at segment %d, byte %d cannot be read (%s): dropping its %d spans",
                           record.segment, record.offset, exc, record.spans)
-                path = None
-            else:  # should this fail, nothing is released: the next attempt tries again
-                path = self.spool.quarantine(record)
-                self.stats["spool_quarantined"] += record.spans
+            else:  # its checksum held, so this is a version or a bug: keep it and say so
+                path = self.spool.quarantine(record)  # should this fail, nothing is released: retried
+                log.error("spool record at segment %d, byte %d cannot be decoded (%s): its %d spans are set "
+                          "aside in %s", record.segment, record.offset, exc, record.spans, path)
             self._set_aside.add(record)
             self.stats["spool_unreadable"] += record.spans
-            if path is None:
-                return None
-            log.error("spool record at segment %d, byte %d cannot be decoded (%s): its %d spans are set "
-                      "aside in %s", record.segment, record.offset, exc, record.spans, path)
             return None
 
     def _timed_commit(self, batches: list, replayed: bool) -> None:
+        """Commit ``batches`` (None: a record set aside, skipped), adding the time to the stats."""
+        batches = [batch for batch in batches if batch is not None]
         started = time.perf_counter()
         try:
             if batches:

@@ -18,8 +18,8 @@ A record that ClickHouse refuses for good, or that this version cannot decode, i
 no longer holds up the records behind it; nothing is dropped.  At the next open those files
 become segments again, behind the others, so a restart retries them.
 
-The spool is bounded by ``max_bytes`` of unreleased and quarantined records; past it :meth:`append` takes no
-more, and the caller answers "retry later".  One process owns a spool directory (a lock file);
+The spool is bounded by ``max_bytes`` of unreleased and quarantined records; past it
+:meth:`append` takes no more, and the caller answers "retry later".  One process owns a spool directory (a lock file);
 :meth:`Spool.claim` gives each process sharing a parent directory (replicas on one volume) a
 slot of its own, and a process that starts takes over a slot a stopped one left, spool and all.
 """

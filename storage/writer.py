@@ -150,9 +150,9 @@ class BatchWriter:
                       "commit_seconds": 0.0, "runs_from_commit": 0, "runs_from_steps": 0,
                       # The spool: spans (and batches) appended and drained, spans refused because
                       # it was full or could not be written, failed drain attempts, spans of
-                      # records that could not be decoded, spans set aside in its quarantine.
+                      # records that could not be decoded (its quarantine counts itself).
                       "spooled_spans": 0, "spooled_batches": 0, "drained_spans": 0, "drained_batches": 0,
-                      "spool_refused": 0, "drain_failures": 0, "spool_unreadable": 0, "spool_quarantined": 0,
+                      "spool_refused": 0, "drain_failures": 0, "spool_unreadable": 0,
                       # With a journal: spans (and batches) acknowledged once journaled.
                       "journaled_spans": 0, "journaled_batches": 0}
         self.drainer = (SpoolDrainer(spool, self._commit_spooled, self.stats, max_group_spans=max_group_spans,

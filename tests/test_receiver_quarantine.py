@@ -122,7 +122,7 @@ def test_a_record_that_cannot_be_decoded_is_set_aside_not_dropped(make_server, t
     writer.spool.append([(b"not a batch of steps", 3)])  # its checksum holds; its contents do not
     writer.drainer.wake()
     wait_for(lambda: spool_of(server.api_url)["batches"] == 0, what="the drainer to pass it")
-    assert writer.stats["spool_unreadable"] == 3 and writer.stats["spool_quarantined"] == 3
+    assert writer.stats["spool_unreadable"] == 3 and spool_of(server.api_url)["quarantined_spans"] == 3
     [name] = _quarantined(spool_dir)
     with open(os.path.join(spool_dir, "0", QUARANTINE_DIR, name), "rb") as fh:
         assert fh.read().endswith(b"not a batch of steps")  # the record, whole
@@ -131,5 +131,5 @@ def test_a_record_that_cannot_be_decoded_is_set_aside_not_dropped(make_server, t
     wait_for(lambda: _stored(server, run_id) == 5, what="the next export")
     server.stop()
     restarted = _start(make_server, spool_dir)  # retried, and set aside again: still not lost
-    wait_for(lambda: restarted.store.writer.stats["spool_quarantined"] == 3, what="the retry")
+    wait_for(lambda: spool_of(restarted.api_url)["quarantined_spans"] == 3, what="the retry")
     assert len(_quarantined(spool_dir)) == 1
