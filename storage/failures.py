@@ -36,20 +36,19 @@ def page_steps(store, runs: list[dict]) -> dict[tuple[str, str], list[dict]]:
     keys = [(r["project_id"], r["run_id"]) for r in runs]
     # No FINAL: it merges every part's granules of these runs before filtering, 1.3 s instead
     # of 76 ms for 50 runs at 10M steps; a span stored twice is dropped here instead.
+    # The keys as one set of pairs: a set of projects and a set of runs would select every
+    # granule that may hold any of the projects with any of the runs.
     result = store.query(
-        f"SELECT {_LIGHT_STEP_SELECT} FROM steps WHERE project_id IN {{projects:Array(String)}} "
-        "AND run_id IN {runs:Array(String)} AND ingested_at >= fromUnixTimestamp64Milli({since:Int64}) "
+        f"SELECT {_LIGHT_STEP_SELECT} FROM steps WHERE (project_id, run_id) IN {{keys:Array(Tuple(String, String))}} "
+        "AND ingested_at >= fromUnixTimestamp64Milli({since:Int64}) "
         "AND ingested_at <= fromUnixTimestamp64Milli({until:Int64})",
-        parameters={"projects": sorted({k[0] for k in keys}), "runs": sorted({k[1] for k in keys}),
+        parameters={"keys": sorted(set(keys)),
                     "since": min(_ms(r["first_seen_at"]) for r in runs),
                     "until": max(_ms(r["last_span_at"]) for r in runs)})
-    wanted = set(keys)
     grouped: dict[tuple[str, str], dict[str, dict]] = {}
     for row in result.named_results():
-        key = (row["project_id"], row["run_id"])
-        if key in wanted:
-            row["failure_step_ref"] = row["failure_step_ref"] or None
-            grouped.setdefault(key, {})[row["step_id"]] = row
+        row["failure_step_ref"] = row["failure_step_ref"] or None
+        grouped.setdefault((row["project_id"], row["run_id"]), {})[row["step_id"]] = row
     return {key: _in_execution_order(list(steps.values())) for key, steps in grouped.items()}
 
 

@@ -139,10 +139,8 @@ def latest_verdicts(store, keys: list[tuple[str, str]]) -> dict[tuple[str, str],
         return {}
     result = store.query(
         "SELECT project_id, run_id, validation_id, status, runbook_name, runbook_version, created_at "
-        "FROM validations FINAL WHERE project_id IN {projects:Array(String)} AND run_id IN {runs:Array(String)} "
+        "FROM validations FINAL WHERE (project_id, run_id) IN {keys:Array(Tuple(String, String))} "
         "ORDER BY created_at DESC LIMIT 1 BY project_id, run_id",
-        parameters={"projects": sorted({k[0] for k in keys}), "runs": sorted({k[1] for k in keys})},
+        parameters={"keys": sorted(set(keys))},  # pairs: granules of these runs only (fetch_runs)
     )
-    wanted = set(keys)
-    return {(r["project_id"], r["run_id"]): r for r in result.named_results()
-            if (r["project_id"], r["run_id"]) in wanted}
+    return {(r["project_id"], r["run_id"]): r for r in result.named_results()}
