@@ -13,7 +13,8 @@ Table design (why the keys are what they are):
 * ``runs`` — one row per trace, recomputed from ``steps`` by the writer after every commit,
   so it is right whatever order spans arrive in.  ``ReplacingMergeTree(version)`` keeps the
   newest recomputation; readers use ``FINAL``.  A minmax index on ``started_at`` lets time
-  windows skip granules.
+  windows skip granules; small granules and compression blocks keep a page of scattered runs
+  cheap to read (migration 7).
 * ``otel_traces`` — a view over ``steps`` with the OpenTelemetry Collector ClickHouse
   exporter's column names and values (``SPAN_KIND_INTERNAL``, …), so Grafana's ClickHouse
   plugin trace mode reads agenttrail data.
@@ -326,6 +327,40 @@ def _v6_failures(o: SchemaOptions) -> list[str]:
     ]
 
 
+RUNS_LAYOUT = "index_granularity = 1024, min_compress_block_size = 4096, max_compress_block_size = 65536"
+
+
+def _v7_run_layout(o: SchemaOptions) -> list[str]:
+    """Rebuild ``runs`` with 1,024-row granules and compression blocks of about one granule.
+
+    ``runs`` is sorted by run id, so a page of runs (the newest, the most expensive) is a
+    scattered handful of rows, and each costs a whole granule of every column read: with
+    8,192-row granules and 64 KB-1 MB blocks, ~150 MB decompressed to show 50 runs at 5M runs;
+    with these, an eighth of that (docs/api.md, Speed).  Granularity is fixed when a table is
+    created, so the rows are copied into a new table that then takes the old one's name; rows
+    another receiver recomputed during the copy are copied over after the swap.  A cluster
+    keeps its layout: swapping replicated tables on every shard is not done at start-up
+    (docs/deploy.md).
+    """
+    if o.cluster:
+        return []
+    db = o.database
+    create = next(s for s in _v1_core(o) if s.startswith(f"CREATE TABLE IF NOT EXISTS {db}.runs "))
+    create = create.replace(f"{db}.runs ", f"{db}.runs_rebuild ", 1) + f"\nSETTINGS {RUNS_LAYOUT}"
+    recent = f"toInt64(version) > (SELECT toInt64(max(version)) - 60000000000 FROM {db}.runs)"
+    return [
+        f"DROP TABLE IF EXISTS {db}.runs_rebuild",  # left by a start that stopped half-way
+        create,
+        f"INSERT INTO {db}.runs_rebuild SELECT * FROM {db}.runs",
+        f"EXCHANGE TABLES {db}.runs AND {db}.runs_rebuild",
+        # Rows recomputed since the copy's newest, less a minute for receivers whose clocks run
+        # behind, that the copy lacks: only those, so the swap adds no duplicate rows.
+        f"INSERT INTO {db}.runs SELECT * FROM {db}.runs_rebuild WHERE {recent} "
+        f"AND (project_id, run_id, version) NOT IN (SELECT project_id, run_id, version FROM {db}.runs WHERE {recent})",
+        f"DROP TABLE {db}.runs_rebuild",
+    ]
+
+
 # Ordered, append-only: never edit a released migration, add a new one.
 MIGRATIONS: list[tuple[int, str, Callable[[SchemaOptions], list[str]]]] = [
     (1, "steps, runs and the otel_traces view", _v1_core),
@@ -334,6 +369,7 @@ MIGRATIONS: list[tuple[int, str, Callable[[SchemaOptions], list[str]]]] = [
     (4, "steps: vertical merges above 8192 rows", _v4_vertical_merges),
     (5, "steps: merge about twenty parts at a time", _v5_wider_merges),
     (6, "steps: failure_category, failure_type, error_fingerprint", _v6_failures),
+    (7, "runs: 1024-row granules, small compression blocks (rebuilds runs, ~3 s per million)", _v7_run_layout),
 ]
 
 
@@ -385,6 +421,7 @@ def migrate(client, options: SchemaOptions) -> list[int]:
     for version, description, build in MIGRATIONS:
         if version in done:
             continue
+        log.info("applying schema migration %d: %s", version, description)
         for statement in build(options):
             for part in rendered([statement], options):
                 _apply(client, part, tuning=isinstance(statement, Tuning))

@@ -42,3 +42,62 @@ def test_any_other_failure_stops_the_migration(store, monkeypatch, statement, er
     with pytest.raises(Exception, match=error):
         migrate(store.client(), SchemaOptions(database=store.database))
     assert _versions(store)[-1] == len(schema.MIGRATIONS) - 1  # not recorded: retried at the next start
+
+
+def _store_at(monkeypatch, storage_dsn, database, version: int):
+    from agenttrail.storage import Store
+
+    with monkeypatch.context() as patch:
+        patch.setattr(schema, "MIGRATIONS", schema.MIGRATIONS[:version])
+        return Store.open(storage_dsn, database)
+
+
+def _runs(store) -> list[tuple]:
+    return store.query("SELECT project_id, run_id, status, version FROM runs FINAL ORDER BY run_id").result_rows
+
+
+class _LateWriter:
+    """A client that lets another receiver recompute a run while the rebuild copies ``runs``."""
+
+    def __init__(self, client, database: str):
+        self._client, self._database = client, database
+
+    def __getattr__(self, name):
+        return getattr(self._client, name)
+
+    def command(self, statement: str, *args, **kwargs):
+        result = self._client.command(statement, *args, **kwargs)
+        if statement.startswith(f"INSERT INTO {self._database}.runs_rebuild SELECT"):
+            # Merges would collapse duplicate rows and hide them from the count below.
+            self._client.command(f"SYSTEM STOP MERGES {self._database}.runs_rebuild")
+            self._client.command(f"INSERT INTO {self._database}.runs (project_id, run_id, status, version) "
+                                 "VALUES ('p', 'late', 'ok', 1700000000000000010), ('p', 'r1', 'error', 1700000000000000011)")
+        return result
+
+
+def test_migration_7_rebuilds_runs_with_small_granules_and_keeps_every_row(monkeypatch, storage_dsn, database):
+    store = _store_at(monkeypatch, storage_dsn, database, 6)
+    try:
+        store.command("INSERT INTO runs (project_id, run_id, status, version) VALUES "
+                      "('p', 'r1', 'in_progress', 1700000000000000000), ('p', 'r1', 'ok', 1700000000000000001), "
+                      "('q', 'r2', 'error', 1700000000000000002)")
+        store.command(f"CREATE TABLE {database}.runs_rebuild (x UInt8) ENGINE = Memory")  # a half-done earlier try
+        applied = migrate(_LateWriter(store.client(), database), SchemaOptions(database=database))
+        assert 7 in applied
+        engine = store.query("SELECT engine_full FROM system.tables WHERE database = {db:String} AND name = 'runs'",
+                             parameters={"db": database}).result_rows[0][0]
+        assert "index_granularity = 1024" in engine and "min_compress_block_size = 4096" in engine
+        assert _runs(store) == [("p", "late", "ok", 1700000000000000010), ("p", "r1", "error", 1700000000000000011),
+                                ("q", "r2", "error", 1700000000000000002)]
+        # Copied once each: the five rows written, no duplicate from the copy after the swap.
+        assert store.query("SELECT count() - uniqExact(project_id, run_id, version) FROM runs").result_rows[0][0] == 0
+        assert not store.query("EXISTS TABLE runs_rebuild").result_rows[0][0]
+    finally:
+        store.close()
+        store.command(f"DROP DATABASE IF EXISTS {database}")
+
+
+def test_a_new_store_is_created_with_the_small_run_granules(store):
+    engine = store.query("SELECT engine_full FROM system.tables WHERE database = currentDatabase() AND name = 'runs'"
+                         ).result_rows[0][0]
+    assert "index_granularity = 1024" in engine
