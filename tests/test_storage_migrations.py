@@ -101,3 +101,31 @@ def test_a_new_store_is_created_with_the_small_run_granules(store):
     engine = store.query("SELECT engine_full FROM system.tables WHERE database = currentDatabase() AND name = 'runs'"
                          ).result_rows[0][0]
     assert "index_granularity = 1024" in engine
+
+
+def test_migration_7_with_a_ttl_and_a_view_left_by_a_writer_that_died(monkeypatch, storage_dsn, database):
+    # A writer that was killed leaves its view on steps (TO runs); the next start migrates,
+    # then the writer recreates the view, which must write into the rebuilt table.
+    from agenttrail.storage import Store
+    from agenttrail.storage.runs_sql import COMMIT_VIEW_DDL
+
+    with monkeypatch.context() as patch:
+        patch.setattr(schema, "MIGRATIONS", schema.MIGRATIONS[:6])
+        store = Store.open(storage_dsn, database, ttl_days=30)
+    try:
+        for statement in COMMIT_VIEW_DDL:
+            store.command(statement)
+        store.command("INSERT INTO runs (project_id, run_id, status, started_at, version) "
+                      "VALUES ('p', 'old', 'ok', now64(9), 1700000000000000000)")
+        assert 7 in migrate(store.client(), SchemaOptions(database=database, ttl_days=30))
+        engine = store.query("SELECT engine_full FROM system.tables WHERE database = {db:String} AND name = 'runs'",
+                             parameters={"db": database}).result_rows[0][0]
+        assert "TTL" in engine and "index_granularity = 1024" in engine
+        for statement in COMMIT_VIEW_DDL:
+            store.command(statement)
+        store.command("INSERT INTO steps (project_id, run_id, step_id, name, kind, status, start_time, end_time, "
+                      "ingested_at) VALUES ('p', 'new', 's1', 'invoke_agent a', 'agent', 'ok', now64(9), now64(9), now64(3))")
+        assert [r[0] for r in store.query("SELECT run_id FROM runs FINAL ORDER BY run_id").result_rows] == ["new", "old"]
+    finally:
+        store.close()
+        store.command(f"DROP DATABASE IF EXISTS {database}")
