@@ -63,6 +63,7 @@ RUN_AGGREGATES: tuple[tuple[str, str], ...] = (
     ("user_id", "argMinIf(user_id, start_time, user_id != '')"),
     ("environment", "toString(argMinIf(environment, start_time, environment != ''))"),
     ("first_start", "min(start_time)"),
+    ("last_start", "max(start_time)"),
     ("last_end", "max(end_time)"),
     ("step_count", "count()"),
     ("llm_calls", "countIf(kind = 'llm')"),
@@ -121,6 +122,8 @@ RUN_COLUMN_VALUES: tuple[tuple[str, str], ...] = (
     ("models", "a_models"),
     ("first_seen_at", "a_first_seen_at"),
     ("last_span_at", "a_last_span_at"),
+    ("first_step_at", "a_first_start"),
+    ("last_step_at", "a_last_start"),
 )
 RUN_COLUMNS: tuple[str, ...] = tuple(name for name, _ in RUN_COLUMN_VALUES)
 

@@ -361,6 +361,22 @@ def _v7_run_layout(o: SchemaOptions) -> list[str]:
     ]
 
 
+def _v8_step_time_bounds(o: SchemaOptions) -> list[str]:
+    """``runs.first_step_at`` / ``last_step_at``: the earliest and latest start of its steps.
+
+    ``steps`` is partitioned by the day a span started, so a read of a page's steps by key
+    alone looks into every part of every day kept.  Bounded by these, it reads the parts of the
+    days the runs span (storage.failures.page_steps).  The run's ``started_at`` / ``ended_at``
+    cannot serve: they are the root span's, and other spans may start before or after it.
+    Rows written before this version hold 1970-01-01 in both, and are read unbounded.
+    """
+    db = o.database
+    return [
+        f"ALTER TABLE {db}.runs{o.on_cluster} ADD COLUMN IF NOT EXISTS {column} DateTime64(9, 'UTC') AFTER {after}"
+        for column, after in (("first_step_at", "last_span_at"), ("last_step_at", "first_step_at"))
+    ]
+
+
 # Ordered, append-only: never edit a released migration, add a new one.
 MIGRATIONS: list[tuple[int, str, Callable[[SchemaOptions], list[str]]]] = [
     (1, "steps, runs and the otel_traces view", _v1_core),
@@ -370,6 +386,7 @@ MIGRATIONS: list[tuple[int, str, Callable[[SchemaOptions], list[str]]]] = [
     (5, "steps: merge about twenty parts at a time", _v5_wider_merges),
     (6, "steps: failure_category, failure_type, error_fingerprint", _v6_failures),
     (7, "runs: 1024-row granules, small compression blocks (rebuilds runs, ~3 s per million)", _v7_run_layout),
+    (8, "runs: first_step_at, last_step_at", _v8_step_time_bounds),
 ]
 
 

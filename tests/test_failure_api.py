@@ -12,6 +12,7 @@ from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExportResult
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry import trace
 from opentelemetry.trace import Status, StatusCode
 
 from api_helpers import client
@@ -151,3 +152,50 @@ def test_a_run_sent_in_two_exports_keeps_its_whole_failure_block_in_lists(server
     assert failure["root_cause_step_id"] == ids[1]
     assert [a["step_id"] for a in failure["retries"][0]["attempts"]] == ids[1:]
     assert failure == row["failure"]
+
+
+def _run_spanning_three_days():
+    """A run whose failed tool calls start a day before its root span and a day after it ends
+    (clocks of other services, a late callback): steps in three daily partitions of ``steps``."""
+    provider = TracerProvider(resource=Resource.create({"service.name": "svc", "agenttrail.project": "shop"}))
+    memory = InMemorySpanExporter()
+    provider.add_span_processor(SimpleSpanProcessor(memory))
+    tracer = provider.get_tracer("tests.failure-api")
+    day, now = 86_400 * 10**9, time.time_ns()
+    tool = {"gen_ai.operation.name": "execute_tool", "gen_ai.tool.name": "crm",
+            "gen_ai.tool.call.arguments": json.dumps({"id": 7})}
+    root = tracer.start_span("invoke_agent shop", start_time=now, attributes={
+        "gen_ai.operation.name": "invoke_agent", "gen_ai.agent.name": "shop-agent"})
+    context = trace.set_span_in_context(root)
+    ids = []
+    for start in (now - day, now + day):
+        span = tracer.start_span("execute_tool crm", context=context, start_time=start, attributes=tool)
+        span.set_attribute("error.type", "TimeoutError")
+        span.set_status(Status(StatusCode.ERROR, "Read timed out after 30 s"))
+        span.end(end_time=start + 10**9)
+        ids.append(format(span.get_span_context().span_id, "016x"))
+    root.set_status(Status(StatusCode.ERROR, "crm unavailable"))
+    root.end(end_time=now + 2 * 10**9)
+    provider.shutdown()
+    return list(memory.get_finished_spans()), format(root.get_span_context().trace_id, "032x"), ids
+
+
+def test_steps_started_outside_the_root_span_are_read_in_lists_and_detail(server):
+    """Lists bound their read of a page's steps by the runs' first_step_at / last_step_at
+    (earliest and latest step start), not by the root span's times, which these steps fall outside."""
+    spans, run_id, ids = _run_spanning_three_days()
+    assert HttpExporter(endpoint=server.http_endpoint + "/v1/traces").export(spans) == SpanExportResult.SUCCESS
+    with client(server, None) as c:
+        wait_for(lambda: c.get(f"/v1/runs/{run_id}").status_code == 200, what="the run")
+        row = c.get(f"/v1/runs/{run_id}").json()
+        listed = {r["run_id"]: r for r in c.get("/v1/projects/shop/runs").json()["runs"]}[run_id]
+        assert {s["step_id"] for s in row["steps"]} >= set(ids)
+        assert [a["step_id"] for a in row["failure"]["retries"][0]["attempts"]] == ids
+        assert listed["failure"] == row["failure"]
+        # A row stored before the bounds existed holds the epoch in both: read unbounded.
+        server.store.command("INSERT INTO runs SELECT * REPLACE (toDateTime64(0, 9, 'UTC') AS first_step_at, "
+                             "toDateTime64(0, 9, 'UTC') AS last_step_at, version + 1 AS version) "
+                             "FROM runs FINAL WHERE run_id = {r:String}", {"r": run_id})
+        assert c.get(f"/v1/runs/{run_id}").json()["steps"] == row["steps"]
+        again = {r["run_id"]: r for r in c.get("/v1/projects/shop/runs").json()["runs"]}[run_id]
+        assert again["failure"] == row["failure"]
