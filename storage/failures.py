@@ -36,6 +36,10 @@ def page_steps(store, runs: list[dict]) -> dict[tuple[str, str], list[dict]]:
     if not runs:
         return {}
     keys = [(r["project_id"], r["run_id"]) for r in runs]
+    # No FINAL: it merges every part's granules of these runs before filtering, 1.3 s instead
+    # of 76 ms for 50 runs at 10M steps; a span stored twice is dropped here instead.
+    # The keys as one set of pairs: a set of projects and a set of runs would select every
+    # granule that may hold any of the projects with any of the runs.
     sql = (f"SELECT {_LIGHT_STEP_SELECT} FROM steps WHERE (project_id, run_id) IN {{keys:Array(Tuple(String, String))}} "
            "AND ingested_at >= fromUnixTimestamp64Milli({since:Int64}) "
            "AND ingested_at <= fromUnixTimestamp64Milli({until:Int64})")
@@ -47,10 +51,6 @@ def page_steps(store, runs: list[dict]) -> dict[tuple[str, str], list[dict]]:
                 "AND start_time <= fromUnixTimestamp64Micro({last_start:Int64})")
         parameters.update(first_start=min(_us(r["first_step_at"]) for r in runs) - 1,
                           last_start=max(_us(r["last_step_at"]) for r in runs) + 1)
-    # No FINAL: it merges every part's granules of these runs before filtering, 1.3 s instead
-    # of 76 ms for 50 runs at 10M steps; a span stored twice is dropped here instead.
-    # The keys as one set of pairs: a set of projects and a set of runs would select every
-    # granule that may hold any of the projects with any of the runs.
     result = store.query(sql, parameters=parameters)
     grouped: dict[tuple[str, str], dict[str, dict]] = {}
     for row in result.named_results():
