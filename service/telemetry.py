@@ -99,7 +99,8 @@ class IngestCollector:
                                                         "or could not be written"),
                 ("drain_failures", "drain_failures", "Attempts to commit spooled batches that failed (retried later)"),
                 ("unreadable_spans", "spool_unreadable", "Spans of spool records that could not be decoded "
-                                                         "(set aside in its quarantine)")):
+                                                         "(set aside in its quarantine; dropped only when "
+                                                         "their segment file had gone)")):
             yield CounterMetricFamily(f"agenttrail_spool_{name}", text, value=stats[key])
         yield CounterMetricFamily("agenttrail_spool_quarantined_spans", "Spans of spool records set aside in its "
                                   "quarantine (refused by ClickHouse or undecodable; retried at the next start)",
