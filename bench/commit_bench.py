@@ -7,11 +7,13 @@ per span for each size and a least-squares fit ``cost = fixed + per_span * spans
 tells how large a group must be before the per-commit cost stops mattering.
 
 ``--prefill N`` first stores about N spans (within 1%) of other runs in the same project,
-ingested two hours earlier (mapped requests, then copied in SQL under new run ids: the whole
-table while that fits, then the share still missing), to show what a commit costs once the
-store is large.
+ingested ``--prefill-age`` seconds earlier (two hours by default; mapped requests, then copied
+in SQL under new run ids: the whole table while that fits, then the share still missing), to
+show what a commit costs once the store is large.  A few minutes' age stands for a store that
+is taking spans right now: what the writer reads for runs already stored depends on how much
+was ingested lately, not only on the table's size.
 
-    python bench/commit_bench.py [--rounds 3] [--prefill 8000000] [--data DIR]
+    python bench/commit_bench.py [--rounds 3] [--prefill 8000000] [--prefill-age 7200] [--data DIR]
 """
 
 from __future__ import annotations
@@ -52,10 +54,10 @@ def fit(points: list[tuple[int, float]]) -> tuple[float, float]:
     return my - b * mx, b
 
 
-def prefill(store, seed_requests: list[bytes], spans: int) -> int:
-    """Store ~``spans`` spans of runs no commit below touches, ingested two hours ago."""
-    two_hours_ago = time.time_ns() // 1_000_000 - 2 * 3_600_000
-    seed = [EncodedSteps.of(map_export_request(otlp.decode_export(b, "protobuf")).batch, two_hours_ago)
+def prefill(store, seed_requests: list[bytes], spans: int, age: float) -> int:
+    """Store ~``spans`` spans of runs no commit below touches, ingested ``age`` seconds ago."""
+    ingested = time.time_ns() // 1_000_000 - int(age * 1000)
+    seed = [EncodedSteps.of(map_export_request(otlp.decode_export(b, "protobuf")).batch, ingested)
             for b in seed_requests]
     store.writer._commit(seed, store.client())
     copy, stored = 0, store.query("SELECT count() FROM steps").result_rows[0][0]
@@ -78,10 +80,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rounds", type=int, default=3, help="groups committed per size")
     parser.add_argument("--prefill", type=int, default=0, help="spans stored before measuring (default 0)")
+    parser.add_argument("--prefill-age", type=float, default=7200.0,
+                        help="seconds before now the prefilled spans count as ingested (default 7200)")
     parser.add_argument("--data", help="store directory (default: a temporary one, removed after)")
     args = parser.parse_args()
-    if args.rounds <= 0 or args.prefill < 0:
-        parser.error("--rounds must be positive and --prefill not negative")
+    if args.rounds <= 0 or args.prefill < 0 or args.prefill_age < 0:
+        parser.error("--rounds must be positive, --prefill and --prefill-age not negative")
     needed = sum(SIZES) * args.rounds
     print(f"mapping {needed} requests of 512 spans…", file=sys.stderr)
     bodies, _ = build_requests(needed + 16, 512)
@@ -99,7 +103,7 @@ def main() -> None:
     try:
         if args.prefill:
             print(f"prefilling ~{args.prefill} spans…", file=sys.stderr)
-            print(f"stored before measuring: {prefill(store, seed_requests, args.prefill)} spans")
+            print(f"stored before measuring: {prefill(store, seed_requests, args.prefill, args.prefill_age)} spans")
         cpu_points, rows, position = [], [], 0
         for size in SIZES:
             cpu_total = wall_total = spans = 0.0

@@ -81,10 +81,13 @@ class BatchWriter:
     fixed cost (``bench/commit_bench.py``), so under load the thread lets ``min_group_spans``
     gather, but only while producers announce batches on their way (:meth:`expecting`), and
     for ``busy_linger`` at most.  It reads ``steps`` only for runs that may have stored steps,
-    and only those ingested since the run was first seen, less ``ingest_margin``.  With
-    ``sole_writer`` (the embedded store) it keeps the stored runs' keys in memory
-    (:mod:`.known_runs`, up to ``max_known_runs``) and computes new runs' rows from the commit
-    itself; after an unclean stop it recomputes every run from ``steps`` for ``settle`` seconds.
+    and only those ingested since the run was first seen, less ``ingest_margin`` (other
+    receivers' writes in flight).  With ``sole_writer`` (the embedded store) it keeps the stored
+    runs' keys in memory (:mod:`.known_runs`, up to ``max_known_runs``), computes new runs' rows
+    from the commit itself, and, there being no other receiver, takes ``sole_margin`` instead,
+    and the stamps of its own failed commits; after an unclean stop it checks every run for
+    duplicates and recomputes it from ``steps`` for ``settle`` seconds, and keeps
+    ``ingest_margin`` for as long as that margin.
     Why each of these: docs/performance.md, "Why the writer is shaped as it is".
 
     With a ``spool`` (:class:`~.spool.Spool`), a commit that fails because the store is
@@ -106,7 +109,8 @@ class BatchWriter:
     def __init__(self, client_factory, *, max_pending_spans: int = 200_000,
                  max_group_spans: int = 50_000, linger: float = 0.005,
                  busy_linger: float = 0.2, min_group_spans: int = 12288, busy_grace: float = 0.02,
-                 ingest_margin: float = 3600.0, sole_writer: bool = False, settle: float = 600.0,
+                 ingest_margin: float = 3600.0, sole_margin: float = 60.0, sole_writer: bool = False,
+                 settle: float = 600.0,
                  max_known_runs: int = 10_000_000, spool: Spool | None = None, journal: bool = False,
                  journal_group_spans: int = 32768, journal_linger: float = 0.5,
                  drain_retry: float = 0.5, max_drain_retry: float = 10.0):
@@ -123,16 +127,20 @@ class BatchWriter:
         self.min_group_spans = min_group_spans
         self._expected = 0  # batches producers are preparing (expecting())
         self.ingest_margin_ms = int(ingest_margin * 1000)
+        self.sole_margin_ms = int(sole_margin * 1000)
+        self._full_margin_until: float | None = None  # monotonic; set at the sole writer's first commit
         self._busy = False
         self._queue: deque[tuple[Steps, Future]] = deque()
         self._pending_spans = 0
         self._cond = threading.Condition()
         self._closed = False
         self._last_version = 0
-        # Runs a failed commit may have inserted steps of, before their run rows existed; bounded
-        # (past the bound every run is checked again, as if nothing were known).
-        self._unsettled: set[tuple[str, str]] = set()
+        # Runs a failed commit may have inserted steps of, before their run rows existed, with the
+        # earliest stamp (ms) those steps can carry; bounded (past the bound every run is checked
+        # again, as if nothing were known, from the earliest stamp of all).
+        self._unsettled: dict[tuple[str, str], int] = {}
         self._check_every_run = False
+        self._every_run_since: int | None = None
         self.sole_writer = sole_writer
         self.max_known_runs = max_known_runs
         self._known_filter: KnownRuns | None = None
@@ -409,7 +417,7 @@ class BatchWriter:
                 if self._drain_client is None:
                     self._drain_client = self._client_factory()
                 if replayed:
-                    self._unsettle(set().union(*(b.runs() for b in batches)))
+                    self._unsettle(set().union(*(b.runs() for b in batches)), min(b.ingested_ms for b in batches))
                 self._commit(batches, self._drain_client)
             except BaseException:
                 self._drain_client = None  # reconnect next time
@@ -452,19 +460,30 @@ class BatchWriter:
         parameters = {**_runs_parameters(checked), "since": since}
         return {tuple(row) for row in client.query(STORED_KEYS_SQL, parameters=parameters).result_rows}
 
-    def _may_stage(self, client) -> bool:
+    def _start_sole_writer(self, client) -> None:
+        """At the sole writer's first commit: find out whether the last process stopped cleanly,
+        and create the marker and the commit view."""
+        # The marker lives from a writer's first commit to its clean stop: found at start, the
+        # last process died, perhaps between a commit's steps and its run rows — or after it
+        # stored steps a client never heard about, and retries: their stamps are older than any
+        # this process knows of, so for ``ingest_margin`` the reads go back that far.
+        unclean = client.query("SELECT count() FROM system.tables WHERE database = currentDatabase() "
+                               "AND name = {table:String}", parameters={"table": WRITER_MARKER}).result_rows[0][0]
+        for statement in COMMIT_VIEW_DDL:
+            client.command(statement)
+        now = time.monotonic()
+        self._stage_from = now + (self.settle if unclean else 0.0)
+        self._full_margin_until = now + (self.ingest_margin_ms / 1000 if unclean else 0.0)
+
+    def _may_stage(self) -> bool:
         """Whether new runs' rows may be computed from the commit alone (see the class)."""
-        if not self.sole_writer:
-            return False
-        if self._stage_from is None:
-            # The marker lives from a writer's first commit to its clean stop: found at start, the
-            # last process died, perhaps between a commit's steps and its run rows.
-            unclean = client.query("SELECT count() FROM system.tables WHERE database = currentDatabase() "
-                                   "AND name = {table:String}", parameters={"table": WRITER_MARKER}).result_rows[0][0]
-            for statement in COMMIT_VIEW_DDL:
-                client.command(statement)
-            self._stage_from = time.monotonic() + (self.settle if unclean else 0.0)
-        return time.monotonic() >= self._stage_from
+        return self.sole_writer and time.monotonic() >= self._stage_from
+
+    def _margin_ms(self) -> int:
+        """How long before a run was first seen its stored steps may have been stamped (see the class)."""
+        if self.sole_writer and time.monotonic() >= self._full_margin_until:
+            return self.sole_margin_ms
+        return self.ingest_margin_ms
 
     def _drop_commit_view(self) -> None:
         """A clean stop: the next writer may stage new runs at once."""
@@ -477,21 +496,36 @@ class BatchWriter:
         except Exception as exc:  # the next start will take the careful path for a while
             log.warning("could not drop %s at stop: %s", WRITER_MARKER, exc)
 
-    def _unsettle(self, touched: set[tuple[str, str]]) -> None:
-        self._unsettled |= touched
+    def _unsettle(self, touched: set[tuple[str, str]], stamped_from: int) -> None:
+        """Mark ``touched`` for the duplicate check: some of their steps, stamped ``stamped_from``
+        (ms) or later, may be stored without their run rows."""
+        for run in touched:
+            self._unsettled[run] = min(stamped_from, self._unsettled.get(run, stamped_from))
         if len(self._unsettled) > _UNSETTLED_LIMIT:
             log.warning("more than %d runs with failed commits: checking every run for duplicates", _UNSETTLED_LIMIT)
-            self._check_every_run, self._unsettled = True, set()
+            earliest = min(self._unsettled.values())
+            if self._every_run_since is None or earliest < self._every_run_since:
+                self._every_run_since = earliest
+            self._check_every_run, self._unsettled = True, {}
 
     def _commit(self, batches: list[Steps], client) -> list[WriteResult]:
+        if self.sole_writer and self._stage_from is None:
+            self._start_sole_writer(client)
         touched = set().union(*(b.runs() for b in batches))
         touched_parameters = _runs_parameters(touched)
         ingested = time.time_ns() // 1_000_000
         stamped = [b.ingested_ms for b in batches if isinstance(b, EncodedSteps)]
         keyed = self._filter_keys(client, touched)
         known, first_seen = self._known_runs(client, keyed, touched_parameters)
-        since = min(ingested if first_seen is None else first_seen, *stamped, ingested) - self.ingest_margin_ms
-        maybe_stored = touched if self._check_every_run else touched & (known | self._unsettled)
+        # The earliest stamp a stored step of these runs can carry, less a margin (see the class).
+        unsettled = [self._unsettled[run] for run in touched if run in self._unsettled]
+        if self._check_every_run:
+            unsettled.append(self._every_run_since)
+        since = min(ingested if first_seen is None else first_seen, *stamped, *unsettled, ingested) - self._margin_ms()
+        # After an unclean stop the last process may have stored steps of runs that have no row
+        # yet, and clients retry what it never answered: while settling, every run is checked.
+        every_run = self._check_every_run or self.settling
+        maybe_stored = touched if every_run else touched & (known | self._unsettled.keys())
         stored = self._stored_keys(client, maybe_stored, since)
         if not stored and _distinct_steps(batches):  # the usual case: nothing to drop
             blocks = [_native(batch, ingested) for batch in batches]
@@ -502,7 +536,7 @@ class BatchWriter:
         # Runs whose every stored step is in this commit (a run id in two projects counts as
         # possibly stored if it is in either); the others are recomputed from ``steps``.
         staged = ({r for _, r in touched} - {r for _, r in maybe_stored}
-                  if blocks and self._may_stage(client) else set())
+                  if blocks and self._may_stage() else set())
         recomputed = [(p, r) for p, r in touched if r not in staged]
         version = self._next_version()
         if keyed is not None:  # from here on these runs may have rows
@@ -515,9 +549,10 @@ class BatchWriter:
                 runs = _runs_parameters(recomputed) if staged else touched_parameters
                 client.command(RECOMPUTE_RUNS_SQL, parameters={**runs, "since": since, "version": version})
         except BaseException:
-            self._unsettle(touched)  # some steps may be stored, their run rows not yet
+            self._unsettle(touched, min([ingested, *stamped]))  # some steps may be stored, their run rows not yet
             raise
-        self._unsettled -= touched
+        for run in touched:
+            self._unsettled.pop(run, None)
         self.stats["commits"] += 1
         self.stats["runs_from_commit"] += len(touched) - len(recomputed)
         self.stats["runs_from_steps"] += len(recomputed)

@@ -268,7 +268,7 @@ def test_a_retry_after_a_commit_failed_between_insert_and_recompute_is_deduplica
 def test_too_many_failed_runs_to_remember_checks_every_run_again(store, monkeypatch):
     monkeypatch.setattr(writer_module, "_UNSETTLED_LIMIT", 3)
     writer = store.writer
-    writer._unsettle({("p", f"{i:032x}") for i in range(4)})
+    writer._unsettle({("p", f"{i:032x}") for i in range(4)}, time.time_ns() // 1_000_000)
     assert writer._check_every_run and not writer._unsettled
     # Steps stored by a commit the writer no longer remembers: found all the same.
     store.command("INSERT INTO steps (project_id, run_id, step_id, start_time, ingested_at) "
@@ -364,6 +364,43 @@ def test_after_an_unclean_stop_every_run_is_recomputed_for_a_while(store, settle
     finally:
         writer.close()
     assert get_run(store, RUN)["step_count"] == expected_steps  # 2: a row from the retry alone
+
+
+@pytest.mark.parametrize("lost_minutes_ago", [0, 10])
+def test_after_an_unclean_stop_a_retry_of_the_lost_spans_is_stored_once(store, lost_minutes_ago):
+    # The last process stored two spans of RUN and died before their run row and their answer
+    # (its marker is still there); the client retries them with a third span.  RUN has no row,
+    # so only the unclean start says that it may have stored steps, and only the full margin
+    # reaches back to spans stamped ten minutes ago (past the sole writer's own margin).
+    store.writer.write(batch_of([step("9", run_id="cd" * 16)]), timeout=30)
+    store.command("INSERT INTO steps (project_id, run_id, step_id, parent_step_id, name, start_time, ingested_at) "
+                  "SELECT 'p', {run:String}, s, if(s = {root:String}, '', {root:String}), 'lost', now64(9), "
+                  "now64(3) - toIntervalMinute({ago:UInt32}) FROM (SELECT arrayJoin([{root:String}, {child:String}]) AS s)",
+                  parameters={"run": RUN, "root": "1" * 16, "child": "2" * 16, "ago": lost_minutes_ago})
+    store.command("DELETE FROM runs WHERE run_id = {run:String}", parameters={"run": RUN})
+    writer = BatchWriter(lambda: store.client(), linger=0, sole_writer=True).start()
+    try:
+        retry = writer.write(batch_of([step("1"), step("2", "1"), step("4", "1")]), timeout=30)
+    finally:
+        writer.close()
+    assert (retry.accepted, retry.duplicates) == (3, 2)
+    assert store.query("SELECT step_id, count() FROM steps WHERE run_id = {run:String} GROUP BY step_id "
+                       "ORDER BY step_id", {"run": RUN}).result_rows == [("1" * 16, 1), ("2" * 16, 1), ("4" * 16, 1)]
+    assert get_run(store, RUN)["step_count"] == 3
+
+
+def test_a_retry_later_than_the_sole_writers_margin_after_a_failed_commit_is_deduplicated(store):
+    # No margin at all: only the failed commit's own stamp makes the retry's check reach back to
+    # the steps that commit stored.
+    store.writer.sole_margin_ms = 0
+    _write_fails_while(store, "ALTER TABLE runs ADD CONSTRAINT refuse_all CHECK 0",
+                       "ALTER TABLE runs DROP CONSTRAINT refuse_all", batch_of(STEPS))
+    assert store.query("SELECT count() FROM steps").result_rows == [(5,)]
+    time.sleep(0.01)
+    retry = store.writer.write(batch_of(STEPS), timeout=30)
+    assert (retry.accepted, retry.duplicates) == (5, 5)
+    assert store.query("SELECT count() FROM steps").result_rows == [(5,)]
+    assert not store.writer._unsettled  # settled: later commits read from their runs' first sighting again
 
 
 def test_a_store_left_by_the_earlier_staging_layout_is_upgraded_and_treated_as_unclean(store):
@@ -558,6 +595,53 @@ def test_a_commit_reads_only_recently_ingested_granules(store, query):
     read = [int(m.group(1)) for line in plan if (m := re.search(r"Parts: \d+ \| Granules: (\d+)", line))]
     assert read and read[0] <= 2, plan
     assert get_run(store, runs[0])["step_count"] == 1
+
+
+class _RecordingParameters(_Recording):
+    """A client that also records each query's parameters."""
+
+    def __init__(self, client, calls: list):
+        super().__init__(client, [])
+        self._calls = calls
+
+    def query(self, sql, *args, **kwargs):
+        self._calls.append((sql, kwargs.get("parameters")))
+        return super().query(sql, *args, **kwargs)
+
+    def command(self, sql, *args, **kwargs):
+        self._calls.append((sql, kwargs.get("parameters")))
+        return super().command(sql, *args, **kwargs)
+
+
+@pytest.mark.parametrize("sole_writer", [True, False])
+def test_the_sole_writer_reads_back_a_minute_not_an_hour(store, sole_writer):
+    # 40,000 steps of other runs ingested ten minutes ago (five granules), as in a store that
+    # is taking spans.  A run's second commit reads its steps back (duplicate check, recompute):
+    # the sole writer from a minute before the run was first seen, so it skips those granules;
+    # a receiver sharing a server keeps an hour for the others' writes in flight, and reads them.
+    store.writer.close()
+    store.command(
+        "INSERT INTO steps (project_id, run_id, step_id, start_time, ingested_at) "
+        "SELECT 'p', lower(hex(MD5(toString(number)))), 'ff', now64(9), now64(3) - INTERVAL 10 MINUTE "
+        "FROM numbers(40000)")
+    runs = [f"{i:032x}"[::-1] for i in range(1, 301)]
+    calls = []
+    writer = BatchWriter(lambda: _RecordingParameters(store.client(), calls), linger=0,
+                         sole_writer=sole_writer).start()
+    try:
+        writer.write(batch_of([step("1", run_id=run) for run in runs]), timeout=30)
+        writer.write(batch_of([step("2", "1", run_id=run) for run in runs]), timeout=30)
+    finally:
+        writer.close()
+    reads = [(sql, parameters) for sql, parameters in calls if sql in (STORED_KEYS_SQL, RECOMPUTE_RUNS_SQL)]
+    assert {sql for sql, _ in reads} == {STORED_KEYS_SQL, RECOMPUTE_RUNS_SQL}
+    for sql, parameters in reads:
+        select = sql[sql.index("SELECT"):] if sql == RECOMPUTE_RUNS_SQL else sql
+        plan = [row[0] for row in store.query("EXPLAIN indexes = 1 " + select, parameters).result_rows]
+        read = [int(m.group(1)) for line in plan if (m := re.search(r"Parts: \d+ \| Granules: (\d+)", line))]
+        # The two commits' own granules, or those and the five older ones too.
+        assert read and read[0] == (2 if sole_writer else 7), plan
+    assert get_run(store, runs[0])["step_count"] == 2
 
 
 def test_steps_merge_column_by_column_above_a_granule(store):
