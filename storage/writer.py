@@ -112,7 +112,7 @@ class BatchWriter:
                  ingest_margin: float = 3600.0, sole_margin: float = 60.0, sole_writer: bool = False,
                  settle: float = 600.0,
                  max_known_runs: int = 10_000_000, spool: Spool | None = None, journal: bool = False,
-                 journal_group_spans: int = 32768, journal_linger: float = 0.5,
+                 journal_group_spans: int = 50_000, journal_linger: float = 0.5,
                  drain_retry: float = 0.5, max_drain_retry: float = 10.0):
         if journal and spool is None:
             raise ValueError("a journal needs a spool to write to")
