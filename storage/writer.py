@@ -442,13 +442,12 @@ class BatchWriter:
 
         ``first_seen_at`` is the earliest ingest of a run's steps at its last recompute; the
         minimum over every stored version of the row is never later than the newest one's.
-        With the sole writer's filter (``keyed``), only the runs it says may be stored are asked about.
+        The sole writer's filter (``keyed``) knows both itself, so nothing is asked; its runs
+        may include a few without a row, which costs them only a check that finds nothing.
         """
         if keyed is not None:
-            candidates = self._known_filter.maybe_stored(keyed)
-            if not candidates:
-                return set(), None
-            parameters = _runs_parameters(candidates)
+            stored = self._known_filter.stored_since(keyed)
+            return set(stored), min(stored.values(), default=None)
         rows = client.query(KNOWN_RUNS_SQL, parameters=parameters).result_rows
         return {(project, run) for project, run, _ in rows}, min((row[2] for row in rows), default=None)
 
@@ -540,7 +539,7 @@ class BatchWriter:
         recomputed = [(p, r) for p, r in touched if r not in staged]
         version = self._next_version()
         if keyed is not None:  # from here on these runs may have rows
-            self._known_filter.add(keyed.values())
+            self._known_filter.add(keyed.values(), min([ingested, *stamped]))
         try:
             if blocks:  # with the sole writer's view, also the rows of every run in the commit
                 client.raw_insert("steps", INSERT_COLUMNS, insert_block=_one_block(blocks), fmt="Native",
