@@ -83,11 +83,12 @@ class BatchWriter:
     for ``busy_linger`` at most.  It reads ``steps`` only for runs that may have stored steps,
     and only those ingested since the run was first seen, less ``ingest_margin`` (other
     receivers' writes in flight).  With ``sole_writer`` (the embedded store) it keeps the stored
-    runs' keys in memory (:mod:`.known_runs`, up to ``max_known_runs``), computes new runs' rows
-    from the commit itself, and, there being no other receiver, takes ``sole_margin`` instead,
-    and the stamps of its own failed commits; after an unclean stop it checks every run for
-    duplicates and recomputes it from ``steps`` for ``settle`` seconds, and keeps
-    ``ingest_margin`` for as long as that margin.
+    runs and their first sightings in memory (:mod:`.known_runs`, up to ``max_known_runs``)
+    rather than asking ClickHouse which are stored, computes new runs' rows from the commit
+    itself, and, there being no other receiver, takes ``sole_margin`` instead, and the stamps
+    of its own failed commits; after an unclean stop it checks every run for duplicates and
+    recomputes it from ``steps`` for ``settle`` seconds, and keeps ``ingest_margin`` for as
+    long as that margin.
     Why each of these: docs/performance.md, "Why the writer is shaped as it is".
 
     With a ``spool`` (:class:`~.spool.Spool`), a commit that fails because the store is
