@@ -119,8 +119,10 @@ class KnownRuns:
             hit = self._keys[at] == wanted
             seen[hit] = self._seen[at[hit]]
         found = {}
-        for run, key, held in zip(runs, keys, seen.tolist()):
-            times = [t for t in (held if held >= 0 else None, self._added.get(key)) if t is not None]
-            if times:
-                found[run] = min(times) * 1000
+        for run, key, held in zip(runs, keys, seen.tolist()):  # held: -1 when not in the arrays
+            added = self._added.get(key)
+            if added is not None and (held < 0 or added < held):
+                held = added
+            if held >= 0:
+                found[run] = held * 1000
         return found

@@ -514,14 +514,17 @@ class BatchWriter:
         touched = set().union(*(b.runs() for b in batches))
         touched_parameters = _runs_parameters(touched)
         ingested = time.time_ns() // 1_000_000
-        stamped = [b.ingested_ms for b in batches if isinstance(b, EncodedSteps)]
+        # The earliest stamp this commit's steps can carry: encoded batches keep their own.
+        earliest = min([ingested, *(b.ingested_ms for b in batches if isinstance(b, EncodedSteps))])
         keyed = self._filter_keys(client, touched)
         known, first_seen = self._known_runs(client, keyed, touched_parameters)
         # The earliest stamp a stored step of these runs can carry, less a margin (see the class).
-        unsettled = [self._unsettled[run] for run in touched if run in self._unsettled]
+        bounds = [earliest, *(self._unsettled[run] for run in touched if run in self._unsettled)]
         if self._check_every_run:
-            unsettled.append(self._every_run_since)
-        since = min(ingested if first_seen is None else first_seen, *stamped, *unsettled, ingested) - self._margin_ms()
+            bounds.append(self._every_run_since)
+        if first_seen is not None:
+            bounds.append(first_seen)
+        since = min(bounds) - self._margin_ms()
         # After an unclean stop the last process may have stored steps of runs that have no row
         # yet, and clients retry what it never answered: while settling, every run is checked.
         every_run = self._check_every_run or self.settling
@@ -540,7 +543,7 @@ class BatchWriter:
         recomputed = [(p, r) for p, r in touched if r not in staged]
         version = self._next_version()
         if keyed is not None:  # from here on these runs may have rows
-            self._known_filter.add(keyed.values(), min([ingested, *stamped]))
+            self._known_filter.add(keyed.values(), earliest)
         try:
             if blocks:  # with the sole writer's view, also the rows of every run in the commit
                 client.raw_insert("steps", INSERT_COLUMNS, insert_block=_one_block(blocks), fmt="Native",
@@ -549,7 +552,7 @@ class BatchWriter:
                 runs = _runs_parameters(recomputed) if staged else touched_parameters
                 client.command(RECOMPUTE_RUNS_SQL, parameters={**runs, "since": since, "version": version})
         except BaseException:
-            self._unsettle(touched, min([ingested, *stamped]))  # some steps may be stored, their run rows not yet
+            self._unsettle(touched, earliest)  # some steps may be stored, their run rows not yet
             raise
         for run in touched:
             self._unsettled.pop(run, None)

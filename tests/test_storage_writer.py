@@ -389,10 +389,14 @@ def test_after_an_unclean_stop_a_retry_of_the_lost_spans_is_stored_once(store, l
     assert get_run(store, RUN)["step_count"] == 3
 
 
-def test_a_retry_later_than_the_sole_writers_margin_after_a_failed_commit_is_deduplicated(store):
+@pytest.mark.parametrize("max_known_runs", [10_000_000, 0])
+def test_a_retry_later_than_the_sole_writers_margin_after_a_failed_commit_is_deduplicated(store, max_known_runs):
     # No margin at all: only the failed commit's own stamp makes the retry's check reach back to
-    # the steps that commit stored.
+    # the steps that commit stored.  The run filter holds that stamp; without it (past its
+    # limit) the writer's record of the failed commit must.
     store.writer.sole_margin_ms = 0
+    store.writer.max_known_runs = max_known_runs
+    store.command("INSERT INTO runs (project_id, run_id, version) VALUES ('p', 'other', 1)")  # one run stored
     _write_fails_while(store, "ALTER TABLE runs ADD CONSTRAINT refuse_all CHECK 0",
                        "ALTER TABLE runs DROP CONSTRAINT refuse_all", batch_of(STEPS))
     assert store.query("SELECT count() FROM steps").result_rows == [(5,)]
