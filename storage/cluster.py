@@ -47,7 +47,13 @@ _COLUMN_ACTION = re.compile(r"^(ADD|DROP|MODIFY|RENAME|COMMENT)\s+COLUMN\b", re.
 _DDL = re.compile(r"^\s*(CREATE|ALTER|DROP|RENAME|TRUNCATE)\b", re.IGNORECASE)
 _ON_CLUSTER = re.compile(r"\sON CLUSTER\s+\w+", re.IGNORECASE)
 _RUN_ID_COLUMN = re.compile(r"^\s*run_id\s+\w", re.MULTILINE)
-_MATERIALIZED_VIEW = re.compile(r"^\s*CREATE MATERIALIZED VIEW\b", re.IGNORECASE)
+# Only the plain form is rendered: one target table, one source table, nothing else read.
+_MATERIALIZED_VIEW = re.compile(
+    r"^\s*CREATE MATERIALIZED VIEW (?:IF NOT EXISTS )?\w+\.\w+\s+ON CLUSTER\s+\w+\s+"
+    r"TO (?P<db>\w+)\.(?P<target>\w+) AS SELECT \* FROM (?P=db)\.(?P<source>\w+)\s*$",
+    re.IGNORECASE,
+)
+_ANY_MATERIALIZED_VIEW = re.compile(r"^\s*CREATE MATERIALIZED VIEW\b", re.IGNORECASE)
 
 
 class ClusterSchemaError(ValueError):
@@ -70,18 +76,26 @@ def distribute(statement: str, cluster: str) -> list[str]:
     """The cluster-mode form of one migration statement (``ON CLUSTER`` already rendered).
 
     ``CREATE TABLE db.t`` becomes ``db.t_local`` plus a Distributed ``db.t``; a column
-    ``ALTER`` is applied to both; views and database statements pass through unchanged (views
-    select from the Distributed tables, so they read every shard).
+    ``ALTER`` is applied to both; a materialized view goes between the local tables; views and
+    database statements pass through unchanged (views select from the Distributed tables, so
+    they read every shard).
     """
     if _DDL.match(statement) and not _ON_CLUSTER.search(statement):
         raise ClusterSchemaError(
             "DDL in cluster mode needs ON CLUSTER (build it with SchemaOptions.on_cluster), "
             f"or it changes one node only: {statement[:80]!r}"
         )
-    if _MATERIALIZED_VIEW.match(statement):
-        # An MV must sit on the local tables of each shard; none exists yet, and rendering one
-        # wrongly would drop data silently — fail loudly until it is handled here.
-        raise ClusterSchemaError("materialized views are not supported in cluster mode yet")
+    view = _MATERIALIZED_VIEW.match(statement)
+    if view:
+        # Each shard's view reads its own local rows as they are inserted and writes them to
+        # its local target, so a row stays on the shard its run lives on.  The source is
+        # renamed first: it comes after the target, whose offsets stay valid.
+        return [_rename(_rename(statement, view, view["source"] + LOCAL_SUFFIX, "source"),
+                        view, view["target"] + LOCAL_SUFFIX, "target")]
+    if _ANY_MATERIALIZED_VIEW.match(statement):
+        # Reading anything but one local table would mix shards' rows or drop some silently.
+        raise ClusterSchemaError("only a materialized view 'TO db.t AS SELECT * FROM db.s' can be "
+                                 f"rendered for cluster mode: {statement[:80]!r}")
     created = _CREATE_TABLE.match(statement)
     if created:
         db, table = created["db"], created["table"]
@@ -100,5 +114,5 @@ def distribute(statement: str, cluster: str) -> list[str]:
     return [statement]
 
 
-def _rename(statement: str, match: re.Match, table: str) -> str:
-    return statement[: match.start("table")] + table + statement[match.end("table"):]
+def _rename(statement: str, match: re.Match, table: str, group: str = "table") -> str:
+    return statement[: match.start(group)] + table + statement[match.end(group):]

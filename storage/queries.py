@@ -16,6 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from .runs import RUN_FIELDS
+from .schema import RUNS_BY_START
 
 # sort name -> (expression, ClickHouse type of the cursor value).  ``cost_usd`` is nullable:
 # unpriced runs sort as -1 so that the keyset comparison stays total.
@@ -150,6 +151,8 @@ def list_runs(store, filters: RunFilter, page: Page, limit: int) -> tuple[list[d
     if page.after_run_id is not None:
         compare = "<" if page.descending else ">"
         where += f" AND ({expression}, run_id) {compare} ({{after_value:{value_type}}}, {{after_run:String}})"
+        if page.sort == "started_at":  # the same bound on the column alone, which indexes can use
+            where += f" AND started_at {compare}= fromUnixTimestamp64Nano({{after_value:Int64}}, 'UTC')"
         params.update(after_value=page.after_value, after_run=page.after_run_id)
     rows = _page_from_candidates(store, where, params, page, limit)
     if rows is None:
@@ -178,10 +181,21 @@ def _page_from_candidates(store, where: str, params: dict, page: Page, limit: in
     expression, _ = RUN_SORTS[page.sort]
     direction = "DESC" if page.descending else "ASC"
     wanted = limit + 1 + max(16, limit // 2)
+    table, bounded = "runs", False
+    if page.sort == "started_at":
+        table, minute = RUNS_BY_START, _start_minute(store, where, params, page, wanted)
+        if minute is not None:
+            bounded = True
+            # from that minute's start on (newest first), or up to its end (oldest first)
+            compare, bound_ns = (">=", minute * 10**9) if page.descending else ("<", (minute + 60) * 10**9)
+            where += f" AND started_at {compare} fromUnixTimestamp64Nano({{start_bound:Int64}}, 'UTC')"
+            params = {**params, "start_bound": bound_ns}
     versions = list(store.query(
-        f"SELECT {', '.join(RUN_FIELDS)}, version, {expression} AS sort_value FROM runs WHERE {where} "
+        f"SELECT {', '.join(RUN_FIELDS)}, version, {expression} AS sort_value FROM {table} WHERE {where} "
         f"ORDER BY {_SORT_COLUMNS.get(page.sort, 'sort_value')} {direction} LIMIT {{candidates:UInt32}}",
         parameters={**params, "candidates": wanted}).named_results())
+    if bounded and len(versions) < wanted:
+        return None  # merges collapsed versions between the two reads: not known to be complete
     if not versions:
         return []
     keys = list(dict.fromkeys((v["project_id"], v["run_id"]) for v in versions))
@@ -201,6 +215,28 @@ def _page_from_candidates(store, where: str, params: dict, page: Page, limit: in
     cutoff = versions[-1]["sort_value"]
     ranked = [r for r in rows if (r["sort_value"] > cutoff if page.descending else r["sort_value"] < cutoff)]
     return ranked if len(ranked) > limit else None
+
+
+# How many rows of runs_by_start the search for a page's first minute reads at most.  Read in
+# order, one part at a time, it costs ~2.5x a parallel scan (330 against 135 ms for 5M rows): a
+# filter that matches few runs is then better served by that scan, unbounded.
+START_MINUTE_READ_ROWS = 1_000_000
+
+
+def _start_minute(store, where: str, params: dict, page: Page, wanted: int):
+    """The minute (Unix seconds) that holds the ``wanted``-th matching row version in page
+    order, or None when fewer match (or the read stopped at :data:`START_MINUTE_READ_ROWS`).
+
+    ``runs_by_start`` is sorted by the minute a run started, so this reads from one end and
+    stops there; the candidates are then read from that minute on, by primary key.
+    """
+    direction = "DESC" if page.descending else "ASC"
+    rows = store.query(
+        f"SELECT toUnixTimestamp(toStartOfMinute(started_at)) AS minute FROM {RUNS_BY_START} WHERE {where} "
+        f"ORDER BY toStartOfMinute(started_at) {direction} LIMIT 1 OFFSET {{offset:UInt32}} "
+        f"SETTINGS max_rows_to_read = {int(START_MINUTE_READ_ROWS)}, read_overflow_mode = 'break'",
+        parameters={**params, "offset": wanted - 1}).result_rows
+    return rows[0][0] if rows else None
 
 
 def _page_from_final(store, where: str, params: dict, page: Page, limit: int) -> list[dict]:

@@ -15,6 +15,9 @@ Table design (why the keys are what they are):
   newest recomputation; readers use ``FINAL``.  A minmax index on ``started_at`` lets time
   windows skip granules; small granules and compression blocks keep a page of scattered runs
   cheap to read (migration 7).
+* ``runs_by_start`` — the same rows again, sorted by the minute each run started and fed by a
+  materialized view on ``runs``, so a list of the newest runs reads from the end of the table
+  instead of every run's filter columns (migration 9).
 * ``otel_traces`` — a view over ``steps`` with the OpenTelemetry Collector ClickHouse
   exporter's column names and values (``SPAN_KIND_INTERNAL``, …), so Grafana's ClickHouse
   plugin trace mode reads agenttrail data.
@@ -377,6 +380,41 @@ def _v8_step_time_bounds(o: SchemaOptions) -> list[str]:
     ]
 
 
+
+RUNS_BY_START = "runs_by_start"
+"""Every run row again, sorted by the minute it started (migration 9)."""
+
+
+def _v9_runs_by_start(o: SchemaOptions) -> list[str]:
+    """``runs_by_start``: the rows of ``runs`` again, sorted by the minute each run started.
+
+    ``runs`` is sorted by run id, so a list of the newest runs that most runs fail (a tool
+    with errors) read the filter's columns of every run: 220–300 ms at 5M runs.  Sorted by
+    start, the newest matches are read from the end, and stop once a page is found
+    (storage.queries).  A materialized view copies every row version written to ``runs``;
+    versions of one run collapse like in ``runs``, by the minute the run started: a version
+    whose start moved to another minute (a root span that arrived last) stays behind until
+    TTL, and readers drop it by its version.  The rows stored so far are copied once.
+    """
+    db = o.database
+    runs = next(s for s in _v1_core(o) if s.startswith(f"CREATE TABLE IF NOT EXISTS {db}.runs "))
+    create = (runs.replace(f"{db}.runs ", f"{db}.{RUNS_BY_START} ", 1)
+              # the columns migration 8 added, where it added them, so that rows copy by position
+              .replace("    last_span_at      DateTime64(3, 'UTC'),\n",
+                       "    last_span_at      DateTime64(3, 'UTC'),\n"
+                       "    first_step_at     DateTime64(9, 'UTC'),\n"
+                       "    last_step_at      DateTime64(9, 'UTC'),\n", 1)
+              .replace("    INDEX idx_started started_at TYPE minmax GRANULARITY 1,\n", "", 1)
+              .replace("ORDER BY (project_id, run_id)", "ORDER BY (toStartOfMinute(started_at), project_id, run_id)", 1)
+              + f"\nSETTINGS {RUNS_LAYOUT}")
+    return [
+        create,
+        f"CREATE MATERIALIZED VIEW IF NOT EXISTS {db}.{RUNS_BY_START}_feed{o.on_cluster} "
+        f"TO {db}.{RUNS_BY_START} AS SELECT * FROM {db}.runs",
+        # After the view: a row written meanwhile is copied twice, and collapses.
+        f"INSERT INTO {db}.{RUNS_BY_START} SELECT * FROM {db}.runs",
+    ]
+
 # Ordered, append-only: never edit a released migration, add a new one.
 MIGRATIONS: list[tuple[int, str, Callable[[SchemaOptions], list[str]]]] = [
     (1, "steps, runs and the otel_traces view", _v1_core),
@@ -387,6 +425,7 @@ MIGRATIONS: list[tuple[int, str, Callable[[SchemaOptions], list[str]]]] = [
     (6, "steps: failure_category, failure_type, error_fingerprint", _v6_failures),
     (7, "runs: 1024-row granules, small compression blocks (rebuilds runs, ~3 s per million)", _v7_run_layout),
     (8, "runs: first_step_at, last_step_at", _v8_step_time_bounds),
+    (9, "runs_by_start: run rows sorted by start (copies runs, ~4 s per million)", _v9_runs_by_start),
 ]
 
 

@@ -129,3 +129,44 @@ def test_migration_7_with_a_ttl_and_a_view_left_by_a_writer_that_died(monkeypatc
     finally:
         store.close()
         store.command(f"DROP DATABASE IF EXISTS {database}")
+
+
+def _rows(store, table: str) -> list[tuple]:
+    return store.query(f"SELECT project_id, run_id, status, started_at, version FROM {table} "
+                       "ORDER BY run_id, version").result_rows
+
+
+def test_migration_9_copies_every_run_row_version_and_feeds_new_ones(monkeypatch, storage_dsn, database):
+    store = _store_at(monkeypatch, storage_dsn, database, 8)
+    try:
+        store.command("SYSTEM STOP MERGES runs")  # both versions of r1 stay, to be copied
+        store.command("INSERT INTO runs (project_id, run_id, status, started_at, version) VALUES "
+                      "('p', 'r1', 'in_progress', '2026-01-01 10:00:30', 1700000000000000000), "
+                      "('p', 'r1', 'ok', '2026-01-01 09:59:50', 1700000000000000001), "
+                      "('q', 'r2', 'error', '2026-01-01 11:00:00', 1700000000000000002)")
+        assert 9 in migrate(store.client(), SchemaOptions(database=database))
+        assert _rows(store, "runs_by_start") == _rows(store, "runs")
+        # Same columns in the same order: rows are copied by position.
+        assert store.query("DESCRIBE runs_by_start").result_rows == store.query("DESCRIBE runs").result_rows
+        store.command("INSERT INTO runs (project_id, run_id, status, started_at, version) VALUES "
+                      "('p', 'r3', 'ok', '2026-01-02 00:00:00', 1700000000000000003)")
+        assert _rows(store, "runs_by_start") == _rows(store, "runs")
+    finally:
+        store.close()
+        store.command(f"DROP DATABASE IF EXISTS {database}")
+
+
+def test_runs_the_writer_commits_reach_runs_by_start(store):
+    # New runs get their rows from the writer's view on steps; runs already stored are
+    # recomputed by an INSERT … SELECT. Both go through the feed.
+    from test_storage_writer import T0, batch_of, step
+
+    for steps in ([step("2", "1", run_id="a" * 32, start_time=T0 + 5 * 10**9)],
+                  [step("1", run_id="a" * 32, start_time=T0), step("1", run_id="b" * 32, start_time=T0)]):
+        store.writer.write(batch_of(steps), timeout=30)
+    assert store.writer.stats["runs_from_commit"] >= 1  # the view's path was taken
+    by_start = store.query("SELECT run_id, started_at, version FROM runs_by_start FINAL ORDER BY run_id, version")
+    runs = store.query("SELECT run_id, started_at, version FROM runs FINAL ORDER BY run_id")
+    newest = {run: (started, version) for run, started, version in by_start.result_rows}  # the later version wins
+    assert newest == {run: (started, version) for run, started, version in runs.result_rows}
+    assert len(newest) == 2
