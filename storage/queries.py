@@ -124,6 +124,10 @@ class RunFilter:
         return ("(project_id, run_id) IN (SELECT project_id, run_id FROM steps WHERE "
                 f"attributes['gen_ai.agent.version'] = {{f_agent_version:String}}{scope}{since})")
 
+    def reads_other_tables(self) -> bool:
+        """True when the filter selects runs by their steps or validations (a subquery)."""
+        return any(v is not None for v in (self.agent_version, self.validation_status, self.failure_category))
+
     def is_empty_scope(self) -> bool:
         """True when the caller may see no project at all: every answer is empty."""
         return self.projects is not None and not self.projects
@@ -154,7 +158,9 @@ def list_runs(store, filters: RunFilter, page: Page, limit: int) -> tuple[list[d
         if page.sort == "started_at":  # the same bound on the column alone, which indexes can use
             where += f" AND started_at {compare}= fromUnixTimestamp64Nano({{after_value:Int64}}, 'UTC')"
         params.update(after_value=page.after_value, after_run=page.after_run_id)
-    rows = _page_from_candidates(store, where, params, page, limit)
+    # A subquery filter would be evaluated twice by the start-minute search: read runs once instead.
+    by_start = page.sort == "started_at" and not filters.reads_other_tables()
+    rows = _page_from_candidates(store, where, params, page, limit, by_start)
     if rows is None:
         rows = _page_from_final(store, where, params, page, limit)
     more = len(rows) > limit
@@ -173,16 +179,19 @@ def list_runs(store, filters: RunFilter, page: Page, limit: int) -> tuple[list[d
 # better than the first read's last value was read, so the newest versions better than it are
 # exactly the runs that rank there; when they fill the page, the page is right.  When they do
 # not (several versions of the same runs, or newer versions that no longer match), the page is
-# read through FINAL.
+# read through FINAL.  Sorted by start, the first read takes the same versions from
+# runs_by_start, from the minute :func:`_start_minute` finds on: a primary-key range, where in
+# ``runs`` (sorted by run id) it read the filter's columns of every run.
 _SORT_COLUMNS = {"started_at": "started_at"}  # ordering by the column lets its minmax index skip granules
 
 
-def _page_from_candidates(store, where: str, params: dict, page: Page, limit: int) -> list[dict] | None:
+def _page_from_candidates(store, where: str, params: dict, page: Page, limit: int,
+                          by_start: bool) -> list[dict] | None:
     expression, _ = RUN_SORTS[page.sort]
     direction = "DESC" if page.descending else "ASC"
     wanted = limit + 1 + max(16, limit // 2)
     table, bounded = "runs", False
-    if page.sort == "started_at":
+    if by_start:
         table, minute = RUNS_BY_START, _start_minute(store, where, params, page, wanted)
         if minute is not None:
             bounded = True

@@ -119,3 +119,16 @@ def test_shuffled_commits_list_as_final_does(versions):
                            (RunFilter(status="in_progress"), "status = 'in_progress'")):
         for limit in (1, 4, 25):
             assert _every_page(versions, filters, limit) == _final_order(versions, where)
+
+
+def test_a_subquery_filter_is_read_from_runs_once(versions, monkeypatch):
+    # The start-minute search would evaluate the steps subquery a second time.
+    _late_roots(versions, 2)
+    seen = []
+    query = versions.query
+    monkeypatch.setattr(versions, "query", lambda sql, *a, **k: seen.append(sql) or query(sql, *a, **k))
+    rows, _ = list_runs(versions, RunFilter(failure_category="tool_error"), Page(), 10)
+    assert rows == [] and seen and not any("runs_by_start" in sql for sql in seen)
+    seen.clear()
+    list_runs(versions, RunFilter(status="ok"), Page(), 10)
+    assert any("runs_by_start" in sql for sql in seen)
