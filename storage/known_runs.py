@@ -7,10 +7,8 @@ which bounds what it reads back.  Asking ClickHouse has a cost per commit that g
 store: the run ids are spread over every granule of ``runs`` (docs/performance.md, "Which runs
 are stored").  The embedded store has one writer (chDB binds its directory to one process), so
 that writer can know the answer itself: it reads every stored run's key and earliest
-``first_seen_at`` once, in a background thread started at its first commit, and adds the runs of
-each commit it attempts from the moment that read starts, with that commit's earliest stamp (a
-commit made while the read runs may or may not be in what it reads).  Until the read is done
-the writer asks, as without a filter; from then on nothing is asked.
+``first_seen_at`` once, at its first commit, and adds the runs of each commit it attempts, with
+that commit's earliest stamp.  Then nothing is asked.
 
 A key is the first 8 bytes of ``MD5(project_id + '\\0' + run_id)``, computed the same way by
 ClickHouse (for the stored runs) and by :func:`run_key` (for a commit's runs).  The filter

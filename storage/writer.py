@@ -13,7 +13,6 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from array import array
 from collections import deque
 from concurrent.futures import Future
 from contextlib import contextmanager
@@ -72,7 +71,6 @@ INSERT_SETTINGS = {"optimize_on_insert": 0}
 log = logging.getLogger(__name__)
 
 _UNSETTLED_LIMIT = 100_000
-_KNOWN_RUNS_RETRY = 30.0  # seconds before loading the run filter again after a load failed
 _SOLE_WRITER_INSERT_SETTINGS = {**INSERT_SETTINGS, **COMMIT_INSERT_SETTINGS}
 
 
@@ -85,12 +83,12 @@ class BatchWriter:
     for ``busy_linger`` at most.  It reads ``steps`` only for runs that may have stored steps,
     and only those ingested since the run was first seen, less ``ingest_margin`` (other
     receivers' writes in flight).  With ``sole_writer`` (the embedded store) it keeps the stored
-    runs and their first sightings in memory (:mod:`.known_runs`, up to ``max_known_runs``;
-    loaded in the background while the first commits ask) rather than asking ClickHouse which
-    are stored, computes new runs' rows from the commit itself, and, there being no other
-    receiver, takes ``sole_margin`` instead, and the stamps of its own failed commits; after an
-    unclean stop it checks every run for duplicates and recomputes it from ``steps`` for
-    ``settle`` seconds, and keeps ``ingest_margin`` for as long as that margin.
+    runs and their first sightings in memory (:mod:`.known_runs`, up to ``max_known_runs``)
+    rather than asking ClickHouse which are stored, computes new runs' rows from the commit
+    itself, and, there being no other receiver, takes ``sole_margin`` instead, and the stamps
+    of its own failed commits; after an unclean stop it checks every run for duplicates and
+    recomputes it from ``steps`` for ``settle`` seconds, and keeps ``ingest_margin`` for as
+    long as that margin.
     Why each of these: docs/performance.md, "Why the writer is shaped as it is".
 
     With a ``spool`` (:class:`~.spool.Spool`), a commit that fails because the store is
@@ -146,14 +144,8 @@ class BatchWriter:
         self._every_run_since: int | None = None
         self.sole_writer = sole_writer
         self.max_known_runs = max_known_runs
-        # The run filter: in use once loaded; until then a load in the background, the runs of
-        # each commit since that load started (keys, earliest stamp) and how many, and when to
-        # start the next load (monotonic; None: never, the filter is loaded or given up).
         self._known_filter: KnownRuns | None = None
-        self._known_load: Future | None = None
-        self._known_pending: list[tuple[array, int]] = []
-        self._known_pending_runs = 0
-        self._known_next_load: float | None = 0.0 if sole_writer else None
+        self._known_filter_loaded = False
         self.settle = settle
         self._stage_from: float | None = None  # monotonic time from which new runs are staged
         self._thread = threading.Thread(target=self._run, name="agenttrail-writer", daemon=True)
@@ -436,73 +428,13 @@ class BatchWriter:
         self._last_version = max(time.time_ns(), self._last_version + 1)
         return self._last_version
 
-    def _filter_keys(self, touched: set[tuple[str, str]]) -> dict | None:
-        """The keys of the ``touched`` runs while the sole writer's filter is in use or loading
-        (:meth:`_remember` records them); None when there is no filter."""
-        if self._known_filter is None and self._known_next_load is not None:
-            self._poll_known_runs()
-        if self._known_filter is None and self._known_load is None:
-            return None
-        return run_keys(touched)
-
-    def _poll_known_runs(self) -> None:
-        """Start loading the sole writer's filter in the background, or take it once loaded.
-
-        The load takes seconds on a large store (docs/performance.md), so commits do not wait
-        for it: they ask ClickHouse meanwhile.  Its snapshot of ``runs`` holds every commit made
-        before it started (commits run one at a time, and this one has not inserted yet; one
-        that failed stays unsettled until committed again); the commits from this one on may
-        or may not be in it, so they are recorded and added."""
-        load = self._known_load
-        if load is None:
-            if time.monotonic() >= self._known_next_load:
-                self._known_load = self._start_known_runs_load()
-                self._known_pending, self._known_pending_runs = [], 0
-            return
-        if not load.done():
-            return
-        self._known_load = None
-        pending, self._known_pending, self._known_pending_runs = self._known_pending, [], 0
-        try:
-            known = load.result()
-        except Exception as exc:  # asking ClickHouse meanwhile; the next load records afresh
-            log.warning("could not load the stored runs, asking the store which runs are known until "
-                        "another try in %.0f s: %s", _KNOWN_RUNS_RETRY, exc)
-            self._known_next_load = time.monotonic() + _KNOWN_RUNS_RETRY
-            return
-        self._known_next_load = None  # loaded, or more runs than it may keep: never again
-        if known is not None:
-            for keys, earliest in pending:
-                known.add(keys, earliest)
-            self._known_filter = known
-
-    def _start_known_runs_load(self) -> Future:
-        """:meth:`KnownRuns.load` in a daemon thread of its own, on a client of its own."""
-        loaded: Future = Future()
-
-        def load() -> None:
-            try:
-                loaded.set_result(KnownRuns.load(self._client_factory(), self.max_known_runs))
-            except BaseException as exc:
-                loaded.set_exception(exc)
-
-        threading.Thread(target=load, name="agenttrail-known-runs", daemon=True).start()
-        return loaded
-
-    def _remember(self, keyed: dict, earliest: int) -> None:
-        """Record the runs of a commit about to insert (:meth:`_filter_keys`) as possibly stored,
-        with its earliest stamp: in the filter, or for it while it loads."""
-        if self._known_filter is not None:
-            self._known_filter.add(keyed.values(), earliest)
-            return
-        self._known_pending.append((array("Q", keyed.values()), earliest))
-        self._known_pending_runs += len(keyed)
-        if self._known_pending_runs > self.max_known_runs:  # a load that slow may never end: bound the record
-            log.warning("more than %d runs committed while the stored runs were loading: giving up the "
-                        "filter, the writer will ask the store which runs are known at every commit",
-                        self.max_known_runs)
-            self._known_load, self._known_next_load = None, None
-            self._known_pending, self._known_pending_runs = [], 0
+    def _filter_keys(self, client, touched: set[tuple[str, str]]) -> dict | None:
+        """The keys of the ``touched`` runs in the sole writer's filter (loaded on first use);
+        None when there is no filter."""
+        if self.sole_writer and not self._known_filter_loaded:
+            self._known_filter = KnownRuns.load(client, self.max_known_runs)
+            self._known_filter_loaded = True
+        return run_keys(touched) if self._known_filter is not None else None
 
     def _known_runs(self, client, keyed: dict | None,
                     parameters: dict) -> tuple[set[tuple[str, str]], int | None]:
@@ -511,10 +443,10 @@ class BatchWriter:
 
         ``first_seen_at`` is the earliest ingest of a run's steps at its last recompute; the
         minimum over every stored version of the row is never later than the newest one's.
-        The sole writer's filter, once loaded, knows both itself, so nothing is asked; its runs
+        The sole writer's filter (``keyed``) knows both itself, so nothing is asked; its runs
         may include a few without a row, which costs them only a check that finds nothing.
         """
-        if keyed is not None and self._known_filter is not None:
+        if keyed is not None:
             stored = self._known_filter.stored_since(keyed)
             return set(stored), min(stored.values(), default=None)
         rows = client.query(KNOWN_RUNS_SQL, parameters=parameters).result_rows
@@ -584,7 +516,7 @@ class BatchWriter:
         ingested = time.time_ns() // 1_000_000
         # The earliest stamp this commit's steps can carry: encoded batches keep their own.
         earliest = min([ingested, *(b.ingested_ms for b in batches if isinstance(b, EncodedSteps))])
-        keyed = self._filter_keys(touched)
+        keyed = self._filter_keys(client, touched)
         known, first_seen = self._known_runs(client, keyed, touched_parameters)
         # The earliest stamp a stored step of these runs can carry, less a margin (see the class).
         bounds = [earliest, *(self._unsettled[run] for run in touched if run in self._unsettled)]
@@ -611,7 +543,7 @@ class BatchWriter:
         recomputed = [(p, r) for p, r in touched if r not in staged]
         version = self._next_version()
         if keyed is not None:  # from here on these runs may have rows
-            self._remember(keyed, earliest)
+            self._known_filter.add(keyed.values(), earliest)
         try:
             if blocks:  # with the sole writer's view, also the rows of every run in the commit
                 client.raw_insert("steps", INSERT_COLUMNS, insert_block=_one_block(blocks), fmt="Native",
