@@ -148,6 +148,9 @@ def test_migration_9_copies_every_run_row_version_and_feeds_new_ones(monkeypatch
         assert _rows(store, "runs_by_start") == _rows(store, "runs")
         # Same columns in the same order: rows are copied by position.
         assert store.query("DESCRIBE runs_by_start").result_rows == store.query("DESCRIBE runs").result_rows
+        key = store.query("SELECT sorting_key FROM system.tables WHERE database = {db:String} AND name = 'runs_by_start'",
+                          parameters={"db": database}).result_rows[0][0]
+        assert key == "toStartOfMinute(started_at), project_id, run_id"
         store.command("INSERT INTO runs (project_id, run_id, status, started_at, version) VALUES "
                       "('p', 'r3', 'ok', '2026-01-02 00:00:00', 1700000000000000003)")
         assert _rows(store, "runs_by_start") == _rows(store, "runs")
