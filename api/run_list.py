@@ -114,11 +114,12 @@ class RunListParams:
 
 def _may_have_failure(row: dict) -> bool:
     """Whether a run can have a failure block, from its row alone: a failed step (retries need
-    one too), or enough repeated tool calls for a loop.  The other runs' steps are not read:
-    reading a page's steps costs per run, since a run's steps sit in a granule of every part.
-    (A failure on a step whose status is not ERROR — a content filter, an empty retrieval —
-    shows in the run's detail only.)"""
-    return row["error_count"] > 0 or row["tool_calls"] - len(row["tools"]) >= LOOP_MIN_CALLS - 1
+    one too; a step can fail without an error status, as a content filter or an empty
+    retrieval does), or enough repeated tool calls for a loop.  The other runs' steps are not
+    read: reading a page's steps costs per run, since a run's steps sit in a granule of every
+    part."""
+    return (row["error_count"] > 0 or bool(row["failure_categories"])
+            or row["tool_calls"] - len(row["tools"]) >= LOOP_MIN_CALLS - 1)
 
 
 def with_verdicts(store, rows: list[dict]) -> list[dict]:

@@ -225,10 +225,10 @@ def main(argv=None) -> None:
     args = parser.parse_args(argv)
     data = args.data or tempfile.mkdtemp(prefix="agenttrail-bench-")
     store = Store.open(f"chdb://{data}", "bench")
-    have = store.query("SELECT count() FROM runs").result_rows[0][0]
+    have = store.query("SELECT count() FROM runs FINAL").result_rows[0][0]  # rows not yet merged count once
     if not (args.keep and have == args.runs):
-        store.command("TRUNCATE TABLE steps")
-        store.command("TRUNCATE TABLE runs")
+        for table in ("steps", "runs", "runs_by_start"):
+            store.command(f"TRUNCATE TABLE {table}")
         print(f"generating {args.runs:,} runs / {args.runs * STEPS_PER_RUN:,} steps in {data}", flush=True)
         generate(store, args.runs, args.projects, args.days)
     counts = store.query("SELECT (SELECT count() FROM runs), (SELECT count() FROM steps)").result_rows[0]

@@ -71,7 +71,8 @@ class RunFilter:
             if value is not None:
                 parts.append(f"{column} = {{f_{field}:String}}")
                 params[f"f_{field}"] = value
-        for field, column in (("tool", "tools"), ("model", "models")):
+        # failure_category: runs with a failed step of this category
+        for field, column in (("tool", "tools"), ("model", "models"), ("failure_category", "failure_categories")):
             value = getattr(self, field)
             if value is not None:
                 parts.append(f"has({column}, {{f_{field}:String}})")
@@ -97,15 +98,6 @@ class RunFilter:
             else:
                 parts.append(_LATEST_VALIDATION.format(scope=scope))
                 params["f_validation"] = self.validation_status
-        if self.failure_category is not None:
-            # runs with a failed step of this category (the set index on steps.failure_category
-            # skips the granules of steps that did not fail)
-            scope = " AND project_id IN {f_projects:Array(String)}" if self.projects is not None else ""
-            if self.since_ns is not None:
-                scope += " AND start_time >= fromUnixTimestamp64Nano({f_since:Int64}, 'UTC')"
-            parts.append("(project_id, run_id) IN (SELECT project_id, run_id FROM steps "
-                         f"WHERE failure_category = {{f_failure_category:String}}{scope})")
-            params["f_failure_category"] = self.failure_category
         return " AND ".join(parts), params
 
     def tagged_where(self, tag: str) -> tuple[str, dict]:
@@ -126,7 +118,7 @@ class RunFilter:
 
     def reads_other_tables(self) -> bool:
         """True when the filter selects runs by their steps or validations (a subquery)."""
-        return any(v is not None for v in (self.agent_version, self.validation_status, self.failure_category))
+        return any(v is not None for v in (self.agent_version, self.validation_status))
 
     def is_empty_scope(self) -> bool:
         """True when the caller may see no project at all: every answer is empty."""

@@ -12,7 +12,8 @@ Rules (README, "Runs and steps"):
 * totals the agent declared on its root (:mod:`.declared`) raise ``total_tokens`` and
   ``cost_usd`` to the declared value when that is greater than the llm steps' sum;
 * ``cost_usd`` is NULL when the run has llm steps, none of them could be priced, and no
-  cost was declared.
+  cost was declared;
+* ``failure_categories`` are the distinct categories of its failed steps (:mod:`agenttrail.analysis.classify`).
 """
 
 from .declared import DECLARED_COST_SQL, DECLARED_TOKENS_SQL
@@ -81,6 +82,7 @@ RUN_AGGREGATES: tuple[tuple[str, str], ...] = (
     ("tagged_ids", _TAGGED_IDS),
     ("tools", "arraySort(groupUniqArrayIf(tool_name, tool_name != ''))"),
     ("models", "arraySort(groupUniqArrayIf(toString(model), model != ''))"),
+    ("failure_categories", "arraySort(groupUniqArrayIf(toString(failure_category), failure_category != ''))"),
     ("first_seen_at", "min(ingested_at)"),
     ("last_span_at", "max(ingested_at)"),
 )
@@ -124,6 +126,7 @@ RUN_COLUMN_VALUES: tuple[tuple[str, str], ...] = (
     ("last_span_at", "a_last_span_at"),
     ("first_step_at", "a_first_start"),
     ("last_step_at", "a_last_start"),
+    ("failure_categories", "a_failure_categories"),
 )
 RUN_COLUMNS: tuple[str, ...] = tuple(name for name, _ in RUN_COLUMN_VALUES)
 

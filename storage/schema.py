@@ -416,6 +416,38 @@ def _v9_runs_by_start(o: SchemaOptions) -> list[str]:
     ]
 
 
+# The run columns as of migration 10, frozen: later migrations may add more.
+_V10_RUN_COLUMNS = (
+    "project_id", "run_id", "service_name", "agent_name", "session_id", "user_id", "environment",
+    "root_name", "status", "status_message", "started_at", "ended_at", "duration_ms", "step_count",
+    "llm_calls", "tool_calls", "error_count", "input_tokens", "output_tokens", "cache_read_tokens",
+    "reasoning_tokens", "total_tokens", "cost_usd", "unpriced_llm_calls", "root_missing", "orphan_count",
+    "tools", "models", "first_seen_at", "last_span_at", "first_step_at", "last_step_at", "failure_categories",
+)
+
+
+def _v10_failure_categories(o: SchemaOptions) -> list[str]:
+    """``runs.failure_categories``: the distinct categories of a run's failed steps.
+
+    A list filtered by failure category selected its runs with a subquery on ``steps`` that
+    read every failed step of the project (p99 ~250 ms at 5M runs), and could not use
+    ``runs_by_start``.  As a column of the run, it filters like ``tools``.  Runs stored
+    before get a new version of their newest row with the column filled from their failed
+    steps (version + 1, so any later recompute still wins); every other run has none.
+    """
+    db = o.database
+    column = "failure_categories Array(LowCardinality(String))"
+    failed = (f"SELECT project_id, run_id, arraySort(groupUniqArray(toString(failure_category))) AS categories "
+              f"FROM {db}.steps WHERE failure_category != '' GROUP BY project_id, run_id")
+    values = ", ".join("f.categories" if c == "failure_categories" else f"r.{c}" for c in _V10_RUN_COLUMNS)
+    return [
+        *(f"ALTER TABLE {db}.{table}{o.on_cluster} ADD COLUMN IF NOT EXISTS {column} AFTER last_step_at"
+          for table in ("runs", RUNS_BY_START)),
+        f"INSERT INTO {db}.runs ({', '.join(_V10_RUN_COLUMNS)}, version) SELECT {values}, r.version + 1 "
+        f"FROM {db}.runs AS r FINAL INNER JOIN ({failed}) AS f ON r.project_id = f.project_id AND r.run_id = f.run_id",
+    ]
+
+
 # Ordered, append-only: never edit a released migration, add a new one.
 MIGRATIONS: list[tuple[int, str, Callable[[SchemaOptions], list[str]]]] = [
     (1, "steps, runs and the otel_traces view", _v1_core),
@@ -427,6 +459,7 @@ MIGRATIONS: list[tuple[int, str, Callable[[SchemaOptions], list[str]]]] = [
     (7, "runs: 1024-row granules, small compression blocks (rebuilds runs, ~3 s per million)", _v7_run_layout),
     (8, "runs: first_step_at, last_step_at", _v8_step_time_bounds),
     (9, "runs_by_start: run rows sorted by start (copies runs, ~3 s per million)", _v9_runs_by_start),
+    (10, "runs: failure_categories (fills runs that have failed steps)", _v10_failure_categories),
 ]
 
 

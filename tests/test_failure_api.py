@@ -20,7 +20,8 @@ from spool_helpers import wait_for
 
 
 def _run(shape: str):
-    """One run of the given shape: 'recovered', 'exhausted', 'loop' or 'clean'. Returns (spans, run id, ids)."""
+    """One run of the given shape: 'recovered', 'exhausted', 'loop', 'filtered' or 'clean'.
+    Returns (spans, run id, ids)."""
     provider = TracerProvider(resource=Resource.create({"service.name": "svc", "agenttrail.project": "shop"}))
     memory = InMemorySpanExporter()
     provider.add_span_processor(SimpleSpanProcessor(memory))
@@ -51,6 +52,8 @@ def _run(shape: str):
         elif shape == "loop":
             for _ in range(3):
                 call("execute_tool crm", tool)
+        elif shape == "filtered":  # a failure without an error status
+            call("chat", {**chat, "gen_ai.response.finish_reasons": ["content_filter"]})
         else:
             call("chat", chat)
             call("execute_tool crm", tool)
@@ -63,7 +66,7 @@ def _run(shape: str):
 def api(server):
     server.runs = {}
     spans = []
-    for shape in ("recovered", "exhausted", "loop", "clean"):
+    for shape in ("recovered", "exhausted", "loop", "filtered", "clean"):
         shape_spans, run_id, ids = _run(shape)
         spans += shape_spans
         server.runs[shape] = (run_id, ids)
@@ -94,6 +97,7 @@ def test_run_lists_carry_the_failure_block_of_every_run(api):
     assert recovered["retries"][0]["model"] == "gpt-4o-mini"
     assert failures["loop"]["category"] == "planner_loop" and failures["loop"]["loops"][0]["count"] == 3
     assert failures["exhausted"]["category"] == "timeout"
+    assert failures["filtered"]["category"] == "content_filter"  # no step has an error status
     # the list's light read gives the same answer as the detail's full read
     assert failures == detail
 
@@ -105,6 +109,7 @@ def test_failure_category_filters_runs_in_sql(api):
         assert listed(failure_category="timeout") == {api.runs["exhausted"][0]}
         assert listed(failure_category="rate_limited") == {api.runs["recovered"][0]}
         assert listed(failure_category="auth") == set()
+        assert listed(failure_category="content_filter") == {api.runs["filtered"][0]}
         shop = c.get("/v1/projects/shop/runs", params={"failure_category": "timeout", "status": "error"}).json()
         assert [r["run_id"] for r in shop["runs"]] == [api.runs["exhausted"][0]]
         assert c.get("/v1/projects/other/runs", params={"failure_category": "timeout"}).json()["runs"] == []
@@ -116,7 +121,7 @@ def test_a_bad_failure_category_is_a_clear_422_and_the_server_stays_up(api, valu
         r = c.get("/v1/runs", params={"failure_category": value})
         assert r.status_code == 422 and "failure_category" in r.text
         assert c.get("/health").json()["status"] == "ok"
-        assert len(c.get("/v1/runs").json()["runs"]) == 4
+        assert len(c.get("/v1/runs").json()["runs"]) == len(api.runs)
 
 
 def test_the_timeline_marks_failed_steps_and_the_root_cause(api):

@@ -173,3 +173,30 @@ def test_runs_the_writer_commits_reach_runs_by_start(store):
     newest = {run: (started, version) for run, started, version in by_start.result_rows}  # the later version wins
     assert newest == {run: (started, version) for run, started, version in runs.result_rows}
     assert len(newest) == 2
+
+
+def test_migration_10_gives_runs_with_failed_steps_their_categories(monkeypatch, storage_dsn, database):
+    store = _store_at(monkeypatch, storage_dsn, database, 9)
+    try:
+        store.command("INSERT INTO steps (project_id, run_id, step_id, status, failure_category, start_time) VALUES "
+                      "('p', 'r1', 's1', 'error', 'timeout', '2026-01-01 10:00:00'), "
+                      "('p', 'r1', 's2', 'error', 'auth', '2026-01-01 10:00:01'), "
+                      "('p', 'r1', 's3', 'error', 'timeout', '2026-01-01 10:00:02'), "
+                      "('q', 'r1', 's1', 'ok', '', '2026-01-01 10:00:00'), "  # the same trace id, another project
+                      "('p', 'r2', 's1', 'ok', '', '2026-01-01 10:00:00')")
+        store.command("INSERT INTO runs (project_id, run_id, status, step_count, started_at, version) VALUES "
+                      "('p', 'r1', 'in_progress', 2, '2026-01-01 10:00:00', 1700000000000000000), "
+                      "('p', 'r1', 'error', 3, '2026-01-01 10:00:00', 1700000000000000005), "
+                      "('q', 'r1', 'ok', 1, '2026-01-01 10:00:00', 1700000000000000001), "
+                      "('p', 'r2', 'ok', 1, '2026-01-01 10:00:00', 1700000000000000002)")
+        assert 10 in migrate(store.client(), SchemaOptions(database=database))
+        for table in ("runs", "runs_by_start"):  # the copy has the column and the new version
+            assert store.query(f"SELECT project_id, run_id, status, step_count, failure_categories, version FROM {table} FINAL "
+                               "ORDER BY project_id, run_id").result_rows == [
+                ("p", "r1", "error", 3, ["auth", "timeout"], 1700000000000000006),  # the newest row, kept as it was
+                ("p", "r2", "ok", 1, [], 1700000000000000002),
+                ("q", "r1", "ok", 1, [], 1700000000000000001)]
+        assert store.query("DESCRIBE runs_by_start").result_rows == store.query("DESCRIBE runs").result_rows
+    finally:
+        store.close()
+        store.command(f"DROP DATABASE IF EXISTS {database}")
