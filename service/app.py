@@ -105,6 +105,7 @@ class Service:
         self._stop = asyncio.Event()
         if self.store is None:
             self.store = self._open_store()
+        await self._loop.run_in_executor(None, self.store.writer.prepare)  # before any span arrives
         keyring = s.keyring()
         pool = MappingPool(self._mapping_options(), workers=s.resolved_ingest_workers,
                            niceness=0 if self.store.writer.journal else WORKER_NICENESS)

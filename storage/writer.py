@@ -179,6 +179,30 @@ class BatchWriter:
             self.drainer.start()
         return self
 
+    def prepare(self) -> None:
+        """Do now what the sole writer's first commit does before its insert: find out whether
+        the last process stopped cleanly, create the commit view, and load the filter of
+        stored runs (2.2 s at 6.8M runs).  A server calls this before it takes spans: at the
+        first commit, under the load of clients that held their spans through a restart, the
+        stall let the journal fill and clients were refused as overloaded.  On a ClickHouse
+        server there is nothing to do; if the store cannot be reached, the first commit tries."""
+        if not self.sole_writer:
+            return
+        with self._commit_lock:
+            try:
+                if self._client is None:
+                    self._client = self._client_factory()
+                if self._stage_from is None:
+                    self._start_sole_writer(self._client)
+                started = time.monotonic()
+                self._filter_keys(self._client, set())
+                if self._known_filter is not None:
+                    log.info("the writer knows %d stored runs (loaded in %.1f s)", len(self._known_filter),
+                             time.monotonic() - started)
+            except Exception as exc:
+                self._client = None
+                log.warning("could not prepare the writer, its first commit will: %s", exc)
+
     def wrap_clients(self, wrapper) -> None:
         """Open every later ClickHouse client as ``wrapper(client)`` and drop the open ones: the
         hook tests use to make the store fail (or recover) under a running writer."""

@@ -7,7 +7,8 @@ import time
 import pytest
 
 from agenttrail.storage import EncodedSteps
-from agenttrail.storage.known_runs import KnownRuns, run_key, run_keys
+from agenttrail.storage.known_runs import COUNT_SQL, KnownRuns, run_key, run_keys
+from agenttrail.storage.runs_sql import COMMIT_VIEW_DDL
 from agenttrail.storage.writer import KNOWN_RUNS_SQL, STORED_KEYS_SQL, BatchWriter
 
 from test_storage_writer import STEPS, _Recording, batch_of, run_row, step
@@ -113,3 +114,42 @@ def test_a_run_stored_before_a_restart_is_known_to_the_next_writer(store, max_kn
         writer.close()
     assert retry.duplicates == 2
     assert store.query("SELECT count() FROM steps").result_rows == [(5,)]
+
+
+def test_a_prepared_writer_asks_nothing_more_at_its_first_commit(store):
+    # A server prepares its writer before it takes spans: the filter and the commit view exist
+    # before the first commit, which then only checks the known run for duplicates.
+    store.writer.write(batch_of(STEPS[:3]), timeout=30)
+    store.writer.close()
+    sql = []
+    writer = BatchWriter(lambda: _Recording(store.client(), sql), linger=0, sole_writer=True).start()
+    try:
+        writer.prepare()
+        assert COUNT_SQL in sql and COMMIT_VIEW_DDL[-1] in sql
+        sql.clear()
+        retry = writer.write(batch_of(STEPS[2:]), timeout=30)  # the run again, one span retried
+        assert COUNT_SQL not in sql and not set(COMMIT_VIEW_DDL) & set(sql)
+        assert STORED_KEYS_SQL in sql and retry.duplicates == 1
+    finally:
+        writer.close()
+    assert run_row(store)["step_count"] == 5
+
+
+def test_a_writer_that_cannot_prepare_does_it_at_its_first_commit(store, caplog):
+    store.writer.close()
+    attempts = []
+
+    def flaky():
+        attempts.append(1)
+        if len(attempts) == 1:
+            raise ConnectionError("store not reachable yet")
+        return store.client()
+
+    writer = BatchWriter(flaky, linger=0, sole_writer=True).start()
+    try:
+        writer.prepare()
+        assert "could not prepare the writer" in caplog.text
+        writer.write(batch_of(STEPS), timeout=30)
+    finally:
+        writer.close()
+    assert run_row(store)["step_count"] == 5
