@@ -27,7 +27,7 @@ from agenttrail.analysis.runs import analyse_run
 from agenttrail.service.auth import Principal
 from agenttrail.storage import Store
 from agenttrail.storage.queries import Page, RunFilter, list_runs
-from agenttrail.storage.runs import get_run, get_steps
+from agenttrail.storage.runs import get_run, get_steps, steps_of_runs
 
 from .deps import get_store, project_scope, reader, run_id_path, visible_projects
 from .errors import ApiError
@@ -68,10 +68,12 @@ def _batch_job(store: Store, project: str, since_ns: int, until_ns: int, max_run
         job.progress("Finding failed runs", 10)
         filters = RunFilter(projects=frozenset({project}), since_ns=since_ns, until_ns=until_ns, has_errors=True)
         rows, _ = list_runs(store, filters, Page(), max_runs)
+        job.progress("Reading their steps", 20, f"{len(rows)} runs")
+        steps_by_run = steps_of_runs(store, rows)  # one query, not one per run
         groups: dict[str, dict] = {}
         runs = []
         for n, row in enumerate(rows, 1):
-            steps = get_steps(store, project, row["run_id"])
+            steps = steps_by_run.get((row["project_id"], row["run_id"]), [])
             report = build_report(row, steps, analyse_run(row, steps))
             category = report["category"]
             group = groups.setdefault(category, {"category": category, "run_count": 0, "run_ids": [],
@@ -84,7 +86,7 @@ def _batch_job(store: Store, project: str, since_ns: int, until_ns: int, max_run
                          "insufficient_evidence": report["insufficient_evidence"],
                          "root_cause_step_id": report["root_cause_step_id"]})
             if n % 10 == 0 or n == len(rows):
-                job.progress("Analysing runs", 10 + 85 * n // max(len(rows), 1), f"{n} of {len(rows)} runs analysed")
+                job.progress("Analysing runs", 20 + 75 * n // max(len(rows), 1), f"{n} of {len(rows)} runs analysed")
         ordered = sorted(groups.values(), key=lambda g: (-g["run_count"], g["category"]))
         return {"project_id": project, "runs_analysed": len(runs), "truncated": len(rows) >= max_runs,
                 "groups": ordered, "runs": runs}

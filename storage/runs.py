@@ -6,6 +6,8 @@ simply not found, so the API can answer 404 without revealing it exists.
 
 from __future__ import annotations
 
+from datetime import datetime, timedelta, timezone
+
 from .runs_sql import RUN_COLUMNS
 
 RUN_FIELDS = RUN_COLUMNS
@@ -89,6 +91,60 @@ def get_run_steps(store, run_id: str, projects=None) -> list[dict]:
     )
     steps = {row["step_id"]: row for row in result.named_results()}
     return _in_execution_order(list(steps.values()))
+
+
+def steps_of_runs(store, runs: list[dict], select: str | None = None) -> dict[tuple[str, str], list[dict]]:
+    """(project_id, run_id) → that run's steps in execution order, for the run rows ``runs``
+    (as :func:`get_run` or the run lists return them), one query rather than one per run.
+
+    ``select`` is the columns to read, ``project_id`` and ``run_id`` among them (default: those
+    :func:`get_steps` returns, and ``run_id``).  Only steps ingested between the rows' earliest
+    ``first_seen_at`` and latest ``last_span_at``, and started between their earliest
+    ``first_step_at`` and latest ``last_step_at``, are read: a run row is computed from all of
+    its stored steps, so these are exactly the steps each row counts.  The minmax index on
+    ``ingested_at`` skips the granules of other times, and the start bound the daily
+    partitions of other days (a store whose spans were all ingested at once, a backfill, has
+    nothing for the first to skip)."""
+    if not runs:
+        return {}
+    keys = [(r["project_id"], r["run_id"]) for r in runs]
+    # No FINAL: it merges every part's granules of these runs before filtering, 1.3 s instead
+    # of 76 ms for 50 runs at 10M steps; a span stored twice is dropped here instead.
+    # The keys as one set of pairs: a set of projects and a set of runs would select every
+    # granule that may hold any of the projects with any of the runs.
+    sql = (f"SELECT {select or 'run_id, ' + _STEP_SELECT} FROM steps "
+           "WHERE (project_id, run_id) IN {keys:Array(Tuple(String, String))} "
+           "AND ingested_at >= fromUnixTimestamp64Milli({since:Int64}) "
+           "AND ingested_at <= fromUnixTimestamp64Milli({until:Int64})")
+    parameters = {"keys": sorted(set(keys)), "since": min(_ms(r["first_seen_at"]) for r in runs),
+                  "until": max(_ms(r["last_span_at"]) for r in runs)}
+    if all(_us(r["first_step_at"]) > 0 for r in runs):  # rows stored before v8 hold the epoch
+        # Microseconds (the client reads nanoseconds to them), widened by one each way.
+        sql += (" AND start_time >= fromUnixTimestamp64Micro({first_start:Int64}) "
+                "AND start_time <= fromUnixTimestamp64Micro({last_start:Int64})")
+        parameters.update(first_start=min(_us(r["first_step_at"]) for r in runs) - 1,
+                          last_start=max(_us(r["last_step_at"]) for r in runs) + 1)
+    grouped: dict[tuple[str, str], dict[str, dict]] = {}
+    for row in store.query(sql, parameters=parameters).named_results():
+        grouped.setdefault((row["project_id"], row["run_id"]), {})[row["step_id"]] = row
+    return {key: _in_execution_order(list(steps.values())) for key, steps in grouped.items()}
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+
+
+def _ms(value: datetime) -> int:
+    """Milliseconds since the epoch of a stored DateTime64(3) (exact: no float on the way)."""
+    return (_utc(value) - _EPOCH) // timedelta(milliseconds=1)
+
+
+def _us(value: datetime) -> int:
+    """Microseconds since the epoch of a datetime read back from ClickHouse."""
+    return (_utc(value) - _EPOCH) // timedelta(microseconds=1)
+
+
+def _utc(value: datetime) -> datetime:
+    return value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value  # read back as UTC
 
 
 def _in_execution_order(steps: list[dict]) -> list[dict]:

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from agenttrail.storage.runs import get_run, get_run_steps
+from agenttrail.storage.queries import Page, RunFilter, list_runs
+from agenttrail.storage.runs import get_run, get_run_steps, get_steps, steps_of_runs
 
 from test_storage_writer import RUN, T0, batch_of, step
 
@@ -48,3 +49,24 @@ def test_the_steps_are_those_of_the_project_the_row_comes_from(store):
     assert _ids(get_run_steps(store, RUN, projects={"b"})) == ["2" * 16]
     assert get_run_steps(store, RUN, projects={"c"}) == []
     assert get_run_steps(store, "f" * 32) == []
+
+
+def test_the_steps_of_many_runs_are_read_in_one_query_as_one_by_one(store):
+    runs = [f"{i:032x}" for i in range(1, 6)]
+    spans = [step(f"{k + 1:x}", "" if k == 0 else "1", run_id=run, start_time=T0 + i * DAY + k * 10**6)
+             for i, run in enumerate(runs) for k in range(i + 1)]
+    store.writer.write(batch_of(spans), timeout=30)
+    rows, _ = list_runs(store, RunFilter(), Page(), 10)
+    queries = []
+    query = store.query
+    store.query = lambda sql, *a, **k: queries.append(sql) or query(sql, *a, **k)
+    try:
+        grouped = steps_of_runs(store, rows)
+    finally:
+        del store.query
+    assert len(queries) == 1
+    assert sorted(grouped) == [("p", run) for run in runs]
+    for run in runs:
+        one_by_one = get_steps(store, "p", run)
+        assert [{k: s[k] for k in one_by_one[0]} for s in grouped[("p", run)]] == one_by_one
+    assert steps_of_runs(store, []) == {}
