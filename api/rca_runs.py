@@ -27,7 +27,7 @@ from agenttrail.analysis.runs import analyse_run
 from agenttrail.service.auth import Principal
 from agenttrail.storage import Store
 from agenttrail.storage.queries import Page, RunFilter, list_runs
-from agenttrail.storage.runs import get_run, get_steps, steps_of_runs
+from agenttrail.storage.runs import get_run, steps_of_runs
 
 from .deps import get_store, project_scope, reader, run_id_path, visible_projects
 from .errors import ApiError
@@ -55,7 +55,7 @@ def _run_job(store: Store, project: str, run_id: str):
         row = get_run(store, run_id, frozenset({project}))
         if row is None:
             raise LookupError(f"run {run_id} is no longer stored")
-        steps = get_steps(store, project, run_id)
+        steps = steps_of_runs(store, [row]).get((row["project_id"], row["run_id"]), [])
         job.progress("Classifying failure", 55)
         failure = analyse_run(row, steps)
         job.progress("Generating report", 85)
