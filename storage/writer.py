@@ -22,7 +22,8 @@ from .known_runs import KnownRuns, run_keys
 from .model import StepBatch, WriteResult
 from .native import INSERT_COLUMN_TYPES, INSERT_COLUMNS, EncodedSteps, NativeBlock, encode_block
 from .native_merge import merge_blocks
-from .runs_sql import COMMIT_INSERT_SETTINGS, COMMIT_VIEW_DDL, COMMIT_VIEW_DROP, RECOMPUTE_RUNS_SQL, WRITER_MARKER
+from .runs_sql import (COMMIT_INSERT_SETTINGS, COMMIT_RECOMPUTED, COMMIT_VIEW_DDL, COMMIT_VIEW_DROP,
+                       RECOMPUTE_RUNS_SQL, WRITER_MARKER)
 from .drain import SpoolDrainer
 from .spool import Spool
 from .spooled import batch_to_record
@@ -42,6 +43,12 @@ KNOWN_RUNS_SQL = (
     "GROUP BY project_id, run_id"
 )
 """Which runs of a commit have a run row, with their earliest ``first_seen_at``."""
+
+RECOMPUTED_INSERT_SQL = (
+    f"INSERT INTO {COMMIT_RECOMPUTED} SELECT tupleElement(pair, 1), tupleElement(pair, 2) "
+    "FROM (SELECT arrayJoin(arrayZip({projects:Array(String)}, splitByChar(',', $runs$))) AS pair)"
+)
+"""The runs a commit recomputes, for its view to leave out (``projects``: each run's, in order)."""
 
 # A commit's run ids (~1,000 under load) are bound three times.  As Array(String) values
 # clickhouse-connect escapes them character by character in Python, so they travel as one
@@ -148,6 +155,7 @@ class BatchWriter:
         self._known_filter_loaded = False
         self.settle = settle
         self._stage_from: float | None = None  # monotonic time from which new runs are staged
+        self._recomputed_marked = True  # the Set of recomputed runs may hold some: empty it first
         self._thread = threading.Thread(target=self._run, name="agenttrail-writer", daemon=True)
         self.spool = spool
         self._commit_lock = threading.Lock()  # the writer thread and the drainer share the commit state
@@ -499,6 +507,17 @@ class BatchWriter:
         self._stage_from = now + (self.settle if unclean else 0.0)
         self._full_margin_until = now + (self.ingest_margin_ms / 1000 if unclean else 0.0)
 
+    def _mark_recomputed(self, client, recomputed: list[tuple[str, str]]) -> None:
+        """Make the commit view's Set hold ``recomputed`` and nothing else (runs_sql.COMMIT_RECOMPUTED)."""
+        if self._recomputed_marked:
+            client.command(f"TRUNCATE TABLE {COMMIT_RECOMPUTED}")
+            self._recomputed_marked = False
+        if recomputed:
+            pairs = sorted(recomputed, key=lambda pair: pair[1])
+            client.command(RECOMPUTED_INSERT_SQL, parameters={
+                "projects": [p for p, _ in pairs], "$runs$": run_ids_parameter([r for _, r in pairs])})
+            self._recomputed_marked = True
+
     def _may_stage(self) -> bool:
         """Whether new runs' rows may be computed from the commit alone (see the class)."""
         return self.sole_writer and time.monotonic() >= self._stage_from
@@ -569,6 +588,8 @@ class BatchWriter:
         if keyed is not None:  # from here on these runs may have rows
             self._known_filter.add(keyed.values(), earliest)
         try:
+            if self._stage_from is not None:  # the sole writer's view: not for runs recomputed below
+                self._mark_recomputed(client, recomputed if blocks else [])
             if blocks:  # with the sole writer's view, also the rows of every run in the commit
                 client.raw_insert("steps", INSERT_COLUMNS, insert_block=_one_block(blocks), fmt="Native",
                                   settings=_SOLE_WRITER_INSERT_SETTINGS if self.sole_writer else INSERT_SETTINGS)
