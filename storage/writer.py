@@ -57,6 +57,12 @@ RECOMPUTED_INSERT_SQL = (
 # ids are hex (storage/ids.py): none is empty or holds the separator or the heredoc's "$".
 
 
+# The ids are part of the query's text, and ClickHouse refuses a query of more than 256 KiB by
+# default: a commit of more than ~7,900 runs (one span each, say) failed.  A group holds
+# 50,000 spans at most, so its ids fit in a few MB.
+ID_LIST_SETTINGS = {"max_query_size": 32 << 20}
+
+
 def run_ids_parameter(run_ids: list[str]) -> bytes:
     """``run_ids`` as the ``$runs$`` parameter of the writer's queries."""
     joined = ",".join(run_ids)
@@ -481,7 +487,7 @@ class BatchWriter:
         if keyed is not None:
             stored = self._known_filter.stored_since(keyed)
             return set(stored), min(stored.values(), default=None)
-        rows = client.query(KNOWN_RUNS_SQL, parameters=parameters).result_rows
+        rows = client.query(KNOWN_RUNS_SQL, parameters=parameters, settings=ID_LIST_SETTINGS).result_rows
         return {(project, run) for project, run, _ in rows}, min((row[2] for row in rows), default=None)
 
     @staticmethod
@@ -490,7 +496,8 @@ class BatchWriter:
         if not checked:
             return set()
         parameters = {**_runs_parameters(checked), "since": since}
-        return {tuple(row) for row in client.query(STORED_KEYS_SQL, parameters=parameters).result_rows}
+        return {tuple(row) for row in
+                client.query(STORED_KEYS_SQL, parameters=parameters, settings=ID_LIST_SETTINGS).result_rows}
 
     def _start_sole_writer(self, client) -> None:
         """At the sole writer's first commit: find out whether the last process stopped cleanly,
@@ -515,7 +522,8 @@ class BatchWriter:
         if recomputed:
             pairs = sorted(recomputed, key=lambda pair: pair[1])
             client.command(RECOMPUTED_INSERT_SQL, parameters={
-                "projects": [p for p, _ in pairs], "$runs$": run_ids_parameter([r for _, r in pairs])})
+                "projects": [p for p, _ in pairs], "$runs$": run_ids_parameter([r for _, r in pairs])},
+                settings=ID_LIST_SETTINGS)
             self._recomputed_marked = True
 
     def _may_stage(self) -> bool:
@@ -595,7 +603,8 @@ class BatchWriter:
                                   settings=_SOLE_WRITER_INSERT_SETTINGS if self.sole_writer else INSERT_SETTINGS)
             if recomputed:
                 runs = _runs_parameters(recomputed) if staged else touched_parameters
-                client.command(RECOMPUTE_RUNS_SQL, parameters={**runs, "since": since, "version": version})
+                client.command(RECOMPUTE_RUNS_SQL, parameters={**runs, "since": since, "version": version},
+                               settings=ID_LIST_SETTINGS)
         except BaseException:
             self._unsettle(touched, earliest)  # some steps may be stored, their run rows not yet
             raise
