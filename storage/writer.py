@@ -520,9 +520,8 @@ class BatchWriter:
             client.command(f"TRUNCATE TABLE {COMMIT_RECOMPUTED}")
             self._recomputed_marked = False
         if recomputed:
-            pairs = sorted(recomputed, key=lambda pair: pair[1])
             client.command(RECOMPUTED_INSERT_SQL, parameters={
-                "projects": [p for p, _ in pairs], "$runs$": run_ids_parameter([r for _, r in pairs])},
+                "projects": [p for p, _ in recomputed], "$runs$": run_ids_parameter([r for _, r in recomputed])},
                 settings=ID_LIST_SETTINGS)
             self._recomputed_marked = True
 

@@ -9,9 +9,9 @@ import pytest
 from agenttrail.storage import EncodedSteps
 from agenttrail.storage.known_runs import COUNT_SQL, KnownRuns, run_key, run_keys
 from agenttrail.storage.runs_sql import COMMIT_VIEW_DDL
-from agenttrail.storage.writer import KNOWN_RUNS_SQL, BatchWriter
+from agenttrail.storage.writer import KNOWN_RUNS_SQL, STORED_KEYS_SQL, BatchWriter
 
-from test_storage_writer import STEPS, _checked, _Recording, batch_of, run_row, step
+from test_storage_writer import STEPS, _Recording, batch_of, run_row, step
 
 ODD = [("demo", "0af7651916cd43dd8448eb211c80319c"), ("", "x"), ("projé ✓", "r\0un"), ("p", ""), ("p" * 300, "'$,\\")]
 
@@ -85,9 +85,9 @@ def test_the_sole_writer_never_asks_the_store_which_runs_are_stored(store):
     try:
         writer.write(batch_of(STEPS[:3]), timeout=30)  # a new run
         writer.write(batch_of([step("1", run_id="cd" * 16)]), timeout=30)  # another new run
-        assert not _checked(sql)
+        assert STORED_KEYS_SQL not in sql
         retry = writer.write(batch_of(STEPS[2:]), timeout=30)  # the first run again, one span retried
-        assert _checked(sql) and retry.duplicates == 1
+        assert STORED_KEYS_SQL in sql and retry.duplicates == 1
     finally:
         writer.close()
     assert KNOWN_RUNS_SQL not in sql
@@ -129,7 +129,7 @@ def test_a_prepared_writer_asks_nothing_more_at_its_first_commit(store):
         sql.clear()
         retry = writer.write(batch_of(STEPS[2:]), timeout=30)  # the run again, one span retried
         assert COUNT_SQL not in sql and not set(COMMIT_VIEW_DDL) & set(sql)
-        assert _checked(sql) and retry.duplicates == 1
+        assert STORED_KEYS_SQL in sql and retry.duplicates == 1
     finally:
         writer.close()
     assert run_row(store)["step_count"] == 5
