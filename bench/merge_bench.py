@@ -1,12 +1,14 @@
-"""What one background merge of ``steps`` parts costs per row, merged row by row or by column.
+"""What one background merge of ``steps`` parts costs per row: row by row, by column, and with
+the short text columns as ``LowCardinality`` (before migration 11).
 
 ClickHouse rewrites every inserted row several times as it merges small parts into larger
 ones, so on a busy store merges take a share of the CPU comparable to the inserts
 themselves.  This script inserts ``--parts`` parts of ``--requests-per-part`` 512-span
 requests (mapped and encoded as the ingest workers do) into a fresh copy of the ``steps``
 table, with background merges stopped, then times one ``OPTIMIZE TABLE … FINAL`` that merges
-them.  It does so with ClickHouse's default threshold for vertical merges (131,072 rows) and
-with the one agenttrail sets (8,192 rows), alternating, and reports the CPU per merged row.
+them.  It does so with ClickHouse's default threshold for vertical merges (131,072 rows), with
+the one agenttrail sets (8,192 rows), and with that threshold but the columns migration 11 made
+``String`` back as ``LowCardinality(String)``, alternating, and reports the CPU per merged row.
 
     python bench/merge_bench.py [--parts 10] [--requests-per-part 16] [--rounds 3]
 """
@@ -15,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import shutil
 import statistics
 import sys
@@ -30,9 +33,25 @@ from agenttrail.proto import otlp  # noqa: E402
 from agenttrail.receiver.mapping import map_export_request  # noqa: E402
 from agenttrail.storage import EncodedSteps, Store  # noqa: E402
 from agenttrail.storage.native import INSERT_COLUMNS  # noqa: E402
+from agenttrail.storage.schema import STEP_STRING_COLUMNS  # noqa: E402
 from agenttrail.storage.writer import INSERT_SETTINGS  # noqa: E402
 
-THRESHOLDS = {"row by row (ClickHouse default)": 131072, "by column (agenttrail)": 8192}
+
+def low_cardinality(ddl: str) -> str:
+    """``ddl`` with the columns of :data:`STEP_STRING_COLUMNS` as ``LowCardinality(String)``."""
+    for column in STEP_STRING_COLUMNS:
+        ddl, found = re.subn(rf"`?\b{column}\b`? String\b", f"{column} LowCardinality(String)", ddl, count=1)
+        if not found:
+            raise SystemExit(f"column {column} is not a String in the steps table")
+    return ddl
+
+
+# (label, vertical merge threshold, change to the table's DDL)
+VARIANTS = (
+    ("row by row (ClickHouse default)", 131072, lambda ddl: ddl),
+    ("by column (agenttrail)", 8192, lambda ddl: ddl),
+    ("by column, LowCardinality texts", 8192, low_cardinality),
+)
 
 
 def merge_cost(client, ddl: str, blocks: list[bytes], threshold: int) -> tuple[float, str]:
@@ -77,11 +96,11 @@ def main() -> None:
         client.command("SYSTEM STOP MERGES")  # only the OPTIMIZE below merges
         ddl = client.query("SHOW CREATE TABLE steps").result_rows[0][0]
         ddl = ddl.replace("CREATE TABLE merge_bench.steps", "CREATE TABLE merge_bench.merge_bench_steps", 1)
-        results: dict[str, list[float]] = {label: [] for label in THRESHOLDS}
+        results: dict[str, list[float]] = {label: [] for label, _, _ in VARIANTS}
         part_types: dict[str, str] = {}
         for _ in range(args.rounds):
-            for label, threshold in THRESHOLDS.items():
-                spent, part_types[label] = merge_cost(client, ddl, blocks, threshold)
+            for label, threshold, change in VARIANTS:
+                spent, part_types[label] = merge_cost(client, change(ddl), blocks, threshold)
                 results[label].append(spent / rows * 1e6)
         print(f"merging {args.parts} parts of {per * 512} rows ({rows} rows in all):")
         for label, costs in results.items():

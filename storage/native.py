@@ -22,7 +22,7 @@ from clickhouse_connect.driver.common import write_leb128
 from clickhouse_connect.driver.insert import InsertContext
 
 from .model import STEP_COLUMN_NAMES, StepBatch
-from .schema import FAILURE_COLUMNS_DDL, STEP_COLUMNS_DDL
+from .schema import FAILURE_COLUMNS_DDL, STEP_COLUMNS_DDL, STEP_STRING_COLUMNS
 
 
 def _top_level(text: str) -> list[str]:
@@ -53,9 +53,10 @@ def _insert_types(columns_ddl: str) -> dict[str, str]:
     return types
 
 
-# The insert type of every column, from the steps DDL itself (a test holds it equal to
-# ``DESCRIBE TABLE steps``).
-STEP_INSERT_TYPES: dict[str, str] = _insert_types(STEP_COLUMNS_DDL + "," + FAILURE_COLUMNS_DDL)
+# The insert type of every column, from the steps DDL itself and the columns migration 11 made
+# String (a test holds it equal to ``DESCRIBE TABLE steps``).
+STEP_INSERT_TYPES: dict[str, str] = {**_insert_types(STEP_COLUMNS_DDL + "," + FAILURE_COLUMNS_DDL),
+                                     **{name: "String" for name in STEP_STRING_COLUMNS}}
 INSERT_COLUMNS: tuple[str, ...] = (*STEP_COLUMN_NAMES, "ingested_at")
 INSERT_COLUMN_TYPES: tuple[tuple[str, str], ...] = tuple((name, STEP_INSERT_TYPES[name]) for name in INSERT_COLUMNS)
 _TYPES = [get_from_name(type_) for _, type_ in INSERT_COLUMN_TYPES]

@@ -200,3 +200,34 @@ def test_migration_10_gives_runs_with_failed_steps_their_categories(monkeypatch,
     finally:
         store.close()
         store.command(f"DROP DATABASE IF EXISTS {database}")
+
+
+def test_migration_11_turns_the_short_step_texts_into_strings_and_keeps_them(monkeypatch, storage_dsn, database):
+    from test_storage_writer import T0, batch_of, step
+
+    store = _store_at(monkeypatch, storage_dsn, database, 10)
+    try:
+        store.writer.write(batch_of([
+            step("1", run_id="a" * 32, start_time=T0, kind="agent", model="", status="ok"),
+            step("2", "1", run_id="a" * 32, start_time=T0 + 1, kind="llm", model="gpt-4o", provider="openai",
+                 status="error", failure_category="rate_limit", failure_type="RateLimitError")]), timeout=30)
+        columns = "kind, model, provider, status, failure_category, failure_type"
+        before = store.query(f"SELECT step_id, {columns} FROM steps ORDER BY step_id").result_rows
+        assert migrate(store.client(), SchemaOptions(database=database)) == [11]
+        types = dict(store.query("SELECT name, type FROM system.columns WHERE database = currentDatabase() "
+                                 "AND table = 'steps'").result_rows)
+        assert {name: types[name] for name in schema.STEP_STRING_COLUMNS} == dict.fromkeys(schema.STEP_STRING_COLUMNS,
+                                                                                            "String")
+        assert types["project_id"] == "LowCardinality(String)"
+        assert store.query(f"SELECT step_id, {columns} FROM steps ORDER BY step_id").result_rows == before
+        # The category's skip index still selects the failed step.
+        assert store.query("SELECT step_id FROM steps WHERE failure_category = 'rate_limit'",
+                           settings={"force_data_skipping_indices": "idx_failure_category"}).result_rows == [("2" * 16,)]
+        # Blocks encoded with the new types go in; the run row is made of them as before.
+        store.writer.write(batch_of([step("3", "1", run_id="a" * 32, start_time=T0 + 2, kind="tool",
+                                          tool_name="search", status="ok")]), timeout=30)
+        assert store.query("SELECT step_count, llm_calls, tool_calls, error_count, models, failure_categories "
+                           "FROM runs FINAL").result_rows == [(3, 1, 1, 1, ["gpt-4o"], ["rate_limit"])]
+    finally:
+        store.close()
+        store.command(f"DROP DATABASE IF EXISTS {database}")

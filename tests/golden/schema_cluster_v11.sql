@@ -1,0 +1,4 @@
+ALTER TABLE agenttrail.steps_local ON CLUSTER agenttrail_cluster MODIFY COLUMN kind String, MODIFY COLUMN span_kind String, MODIFY COLUMN operation String, MODIFY COLUMN service_name String, MODIFY COLUMN scope_name String, MODIFY COLUMN scope_version String, MODIFY COLUMN environment String, MODIFY COLUMN model String, MODIFY COLUMN provider String, MODIFY COLUMN status String, MODIFY COLUMN cost_source String, MODIFY COLUMN failure_category String, MODIFY COLUMN failure_type String
+;
+
+ALTER TABLE agenttrail.steps ON CLUSTER agenttrail_cluster MODIFY COLUMN kind String, MODIFY COLUMN span_kind String, MODIFY COLUMN operation String, MODIFY COLUMN service_name String, MODIFY COLUMN scope_name String, MODIFY COLUMN scope_version String, MODIFY COLUMN environment String, MODIFY COLUMN model String, MODIFY COLUMN provider String, MODIFY COLUMN status String, MODIFY COLUMN cost_source String, MODIFY COLUMN failure_category String, MODIFY COLUMN failure_type String
