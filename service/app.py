@@ -118,7 +118,7 @@ class Service:
 
         servers = []
         api = self.api_app = create_app(self.store, keyring)
-        add_metrics_endpoint(api, ingestor.counters, self.store.writer, pool, self.webhooks)
+        add_metrics_endpoint(api, ingestor.counters, self.store.writer, pool, self.webhooks, self.store)
         for app, attr in ((create_http_receiver(ingestor, keyring, s.max_request_bytes), "http_port"),
                           (api, "api_port")):
             config = uvicorn.Config(app, host=s.host, port=getattr(self, attr), log_level="warning",

@@ -4,12 +4,16 @@ What an operator needs to see before users notice: exports answered by outcome (
 ``retry_later`` count is back-pressure, ``invalid`` a broken client), spans accepted and refused,
 mapping workers lost, the writer's commits, failures, queue, commit time and where run rows came from (the
 commit alone, or a recompute from stored steps, which grows with the store), and the spool's backlog
-while ClickHouse is unavailable (spooled, drained, refused because full).  Values are read
-from the receivers' and the writer's counters at scrape time; nothing is counted twice.
+while ClickHouse is unavailable (spooled, drained, refused because full); and the store's
+background work (parts, merges, mutations: :mod:`agenttrail.storage.activity`).  Values are read
+from the receivers' and the writer's counters, and the store's system tables, at scrape time;
+nothing is counted twice.
 Counters start at zero when the server starts, as Prometheus expects of a process's counters.
 """
 
 from __future__ import annotations
+
+import logging
 
 from fastapi import Depends, FastAPI
 from fastapi.responses import Response
@@ -19,6 +23,9 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from agenttrail.api.deps import admin
 from agenttrail.notify import EVENTS as WEBHOOK_EVENTS
 from agenttrail.receiver.ingest import IngestCounters
+from agenttrail.storage.activity import store_activity
+
+log = logging.getLogger(__name__)
 
 OUTCOMES = ("ok", "invalid", "unauthenticated", "forbidden", "too_large", "unsupported",
             "retry_later", "internal")
@@ -118,6 +125,40 @@ class IngestCollector:
                                 value=status["oldest_age_s"])
 
 
+_STORE_FAMILIES = (
+    ("parts", "agenttrail_store_active_parts", "Active data parts of the table"),
+    ("partition_parts", "agenttrail_store_partition_parts",
+     "Active parts in the table's fullest partition (ClickHouse slows inserts at 1,000, refuses them at 3,000)"),
+    ("merges", "agenttrail_store_merges_running", "Background merges running on the table"),
+    ("merge_bytes", "agenttrail_store_merge_bytes", "Compressed bytes the table's running merges read"),
+    ("mutations", "agenttrail_store_mutations_pending", "Mutations of the table not yet done (a migration "
+                                                         "rewriting columns)"),
+)
+
+
+class StoreCollector:
+    """The store's parts, merges and mutations by table; absent from a scrape when the store
+    does not answer (``agenttrail_store_up`` says which)."""
+
+    def __init__(self, store):
+        self.store = store
+
+    def collect(self):
+        """The metric families, from the store's system tables."""
+        try:
+            tables = store_activity(self.store)
+        except Exception as exc:  # down, or these reads refused (privileges): a scrape never fails for it
+            log.debug("store activity for /metrics: %s", exc)
+            yield GaugeMetricFamily("agenttrail_store_up", "1 when the store answered this scrape", value=0)
+            return
+        yield GaugeMetricFamily("agenttrail_store_up", "1 when the store answered this scrape", value=1)
+        for key, name, text in _STORE_FAMILIES:
+            family = GaugeMetricFamily(name, text, labels=["table"])
+            for table, values in sorted(tables.items()):
+                family.add_metric([table], values[key])
+            yield family
+
+
 class WebhookCollector:
     """Webhook deliveries by event and outcome, and those still pending."""
 
@@ -140,11 +181,15 @@ class WebhookCollector:
                                 value=self.dispatcher.pending)
 
 
-def add_metrics_endpoint(app: FastAPI, counters: IngestCounters, writer, pool=None, webhooks=None) -> None:
+def add_metrics_endpoint(app: FastAPI, counters: IngestCounters, writer, pool=None, webhooks=None,
+                         store=None) -> None:
     """Serve ``GET /metrics`` on ``app`` (``pool``: the receivers' mapping pool, ``webhooks``: the
-    webhook dispatcher, if any); it needs an admin key when keys are configured."""
+    webhook dispatcher, ``store``: the store whose background work to show, if any); it needs an
+    admin key when keys are configured."""
     registry = CollectorRegistry(auto_describe=False)
     registry.register(IngestCollector(counters, writer, pool))
+    if store is not None:
+        registry.register(StoreCollector(store))
     if webhooks is not None:
         registry.register(WebhookCollector(webhooks))
 
@@ -154,4 +199,4 @@ def add_metrics_endpoint(app: FastAPI, counters: IngestCounters, writer, pool=No
     app.add_api_route("/metrics", metrics, methods=["GET"], include_in_schema=False)
 
 
-__all__ = ["IngestCollector", "WebhookCollector", "add_metrics_endpoint"]
+__all__ = ["IngestCollector", "StoreCollector", "WebhookCollector", "add_metrics_endpoint"]

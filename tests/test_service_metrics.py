@@ -100,3 +100,36 @@ def test_metrics_count_refusals_while_storage_cannot_take_writes(make_server):
     samples = scrape(server)
     assert exports(samples, "http", "retry_later") == 1
     assert samples[("agenttrail_receiver_accepted_spans_total", ())] == 0
+
+
+def test_metrics_show_the_store_parts_merges_and_mutations(server):
+    spans, _ = record_support_run(service="parts-svc")
+    assert HttpExporter(endpoint=server.http_endpoint + "/v1/traces").export(spans) == SpanExportResult.SUCCESS
+    assert server.store.flush()
+    samples = scrape(server)
+    assert samples[("agenttrail_store_up", ())] == 1
+    steps = (("table", "steps"),)
+    assert samples[("agenttrail_store_active_parts", steps)] >= 1
+    assert 1 <= samples[("agenttrail_store_partition_parts", steps)] <= samples[("agenttrail_store_active_parts", steps)]
+    assert samples[("agenttrail_store_merges_running", steps)] >= 0
+    assert samples[("agenttrail_store_mutations_pending", steps)] == 0
+
+
+def test_a_store_that_does_not_answer_leaves_only_its_up_gauge():
+    from prometheus_client import CollectorRegistry, generate_latest
+
+    from agenttrail.service.telemetry import StoreCollector
+    from agenttrail.storage import StorageUnavailable
+
+    class Unreachable:
+        database = "agenttrail"
+
+        def query(self, *args, **kwargs):
+            raise StorageUnavailable("connection refused")
+
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(StoreCollector(Unreachable()))
+    text = generate_latest(registry).decode()
+    samples = {sample.name: sample.value for family in text_string_to_metric_families(text)
+               for sample in family.samples}
+    assert samples == {"agenttrail_store_up": 0}
