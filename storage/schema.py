@@ -458,11 +458,11 @@ STEP_STRING_COLUMNS = (
 def _v11_plain_step_strings(o: SchemaOptions) -> list[str]:
     """Store ``steps``' short text columns as ``String``, not ``LowCardinality(String)``.
 
-    Merges rewrite every span several times on its way into large parts, and a
-    ``LowCardinality`` column is re-encoded into a new dictionary at each of them: the
-    thirteen such columns took 35-40% of a merge's CPU (ten parts of 16,384 spans, 3.7-4.1 against
-    2.5 µs a row, ``bench/merge_bench.py``).  As ``String`` the same values still compress to
-    almost nothing, since they repeat.  ``project_id`` stays as it was: it leads the sorting key.
+    Merges rewrite every span several times on its way into large parts, and each merge
+    re-encodes a ``LowCardinality`` column into the new part's dictionary: the thirteen such
+    columns took about a quarter of a merge's CPU (one merge of ten 8,192-row parts: 3.7 against
+    2.7 µs a row, ``bench/merge_bench.py``).  As ``String`` the same values still compress well,
+    since they repeat (6% more disk for ``steps``).  ``project_id`` stays as it was: it leads the sorting key.
     ClickHouse rewrites these columns of every stored part once, in the background.
     """
     modify = ", ".join(f"MODIFY COLUMN {column} String" for column in STEP_STRING_COLUMNS)
