@@ -231,7 +231,7 @@ class _SpanMapper:
         (kind, operation, model, provider, tool_name, tool_call_id, tool_arguments, agent_name, session_id,
          user_id, environment, error_type, input_tokens, output_tokens, cache_read_tokens, cache_creation_tokens,
          reasoning_tokens, total_tokens, cost_usd, cost_source, finish_reasons, unmapped_usage,
-         ) = self.fields.extract(attrs, plan, capture, exception_type, status_code)
+         ) = self.fields.extract(attrs, plan, capture, exception_type, status_code, start)
         if len(attrs) > opts.max_attributes:
             attrs, truncated = trim(attrs, opts.max_attributes), True
         links = span.links

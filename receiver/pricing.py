@@ -29,8 +29,8 @@ from __future__ import annotations
 import functools
 import math
 import re
-from dataclasses import dataclass
-from datetime import datetime, timezone
+from dataclasses import dataclass, replace
+from datetime import datetime, time, timedelta, timezone
 from importlib import metadata, resources
 
 import yaml
@@ -52,14 +52,31 @@ class PriceTableError(ValueError):
     """A price file is unreadable or invalid; the message names the file and the bad key."""
 
 
+# Prices that change with the time of day (genai-prices' off-peak windows) are kept per quarter
+# hour of the UTC day, the granularity of those windows.
+_SLOT_SECONDS = 900
+_SLOTS = 86_400 // _SLOT_SECONDS
+
+
 @dataclass(frozen=True)
 class ModelPrice:
-    """USD per million tokens for one model."""
+    """USD per million tokens for one model.
+
+    ``by_time_of_day``: when the price depends on the time of day, the price in force in each
+    quarter hour of the UTC day (96 entries); empty otherwise.
+    """
 
     input: float
     output: float
     cached_input: float
     cache_write: float
+    by_time_of_day: tuple["ModelPrice", ...] = ()
+
+    def at(self, time_ns: int | None) -> "ModelPrice":
+        """The price in force at ``time_ns`` (ns since the epoch; None: this one)."""
+        if not self.by_time_of_day or time_ns is None:
+            return self
+        return self.by_time_of_day[time_ns // 1_000_000_000 % 86_400 // _SLOT_SECONDS]
 
     def cost(self, input_tokens: int, output_tokens: int, cache_read: int = 0,
              cache_creation: int = 0) -> float:
@@ -174,12 +191,13 @@ class PriceTable:
         return None
 
     def cost(self, model: str, input_tokens: int, output_tokens: int, cache_read: int = 0,
-             cache_creation: int = 0) -> float | None:
-        """USD for one call of ``model``, or None when the model has no price."""
+             cache_creation: int = 0, at_ns: int | None = None) -> float | None:
+        """USD for one call of ``model`` made at ``at_ns`` (ns since the epoch: it matters for
+        prices that change with the time of day), or None when the model has no price."""
         price = self.lookup(model) if model else None
         if price is None:
             return None
-        return price.cost(input_tokens, output_tokens, cache_read, cache_creation)
+        return price.at(at_ns).cost(input_tokens, output_tokens, cache_read, cache_creation)
 
 
 def _per_million(price) -> float | None:
@@ -206,16 +224,38 @@ def genai_prices_models(when: datetime) -> dict[str, ModelPrice]:
             prices = model.get_prices(when)
             if any(getattr(prices, charge, None) is not None for charge in UNPRICEABLE_CHARGES):
                 continue
-            input_price = _per_million(getattr(prices, "input_mtok", None))
-            output_price = _per_million(getattr(prices, "output_mtok", None))
-            if input_price is None or output_price is None:
+            price = _token_price(prices)
+            if price is None:
                 continue
-            cached = _per_million(getattr(prices, "cache_read_mtok", None))
-            write = _per_million(getattr(prices, "cache_write_mtok", None))
-            found[name] = ModelPrice(input=input_price, output=output_price,
-                                     cached_input=input_price if cached is None else cached,
-                                     cache_write=input_price if write is None else write)
+            if _varies_by_time_of_day(model):
+                day = datetime.combine(when.date(), time(0), tzinfo=timezone.utc)
+                slots = tuple(_token_price(model.get_prices(day + timedelta(seconds=slot * _SLOT_SECONDS)))
+                              for slot in range(_SLOTS))
+                if all(slots):
+                    price = replace(price, by_time_of_day=slots)
+                else:  # a window without token prices: no price is right all day
+                    continue
+            found[name] = price
     return found
+
+
+def _token_price(prices) -> ModelPrice | None:
+    """The token prices of a genai-prices ``ModelPrice`` (None without input and output prices)."""
+    input_price = _per_million(getattr(prices, "input_mtok", None))
+    output_price = _per_million(getattr(prices, "output_mtok", None))
+    if input_price is None or output_price is None:
+        return None
+    cached = _per_million(getattr(prices, "cache_read_mtok", None))
+    write = _per_million(getattr(prices, "cache_write_mtok", None))
+    return ModelPrice(input=input_price, output=output_price, cached_input=input_price if cached is None else cached,
+                      cache_write=input_price if write is None else write)
+
+
+def _varies_by_time_of_day(model) -> bool:
+    from genai_prices.types import TimeOfDateConstraint
+
+    return isinstance(model.prices, list) and any(isinstance(conditional.constraint, TimeOfDateConstraint)
+                                                  for conditional in model.prices)
 
 
 __all__ = ["FIRST_PARTY_PROVIDERS", "UNPRICEABLE_CHARGES", "ModelPrice", "PriceTable", "PriceTableError",

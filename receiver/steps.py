@@ -131,10 +131,12 @@ class StepFields:
         self.unmapped_keys = unmapped_keys
 
     def extract(self, attrs: dict[str, str], plan: KeyPlan, capture: bool,
-                exception_type: str, status_code: int) -> Fields:
+                exception_type: str, status_code: int, start_ns: int | None = None) -> Fields:
         """:class:`Fields` from ``attrs``, whose keys' meaning is ``plan`` (:mod:`.attributes`).
 
         Drops content keys from ``attrs`` unless ``capture`` (tool arguments excepted).
+        ``start_ns``, the span's start, picks the price of a model whose price changes with
+        the time of day.
         """
         values: dict[str, str] = {}  # field -> its best non-empty value
         sources: dict[str, str] = {}  # field -> key, kept for the tool-argument fields only
@@ -162,7 +164,7 @@ class StepFields:
         reasons = get("finish_reasons")
         entity = get("entity_name", "")
         model = get("model", "")
-        tokens, cost, cost_source = self._usage(get, kind, model) if plan.usage else _NO_USAGE
+        tokens, cost, cost_source = self._usage(get, kind, model, start_ns) if plan.usage else _NO_USAGE
         return _new_fields(Fields, (
             kind, operation, model, get("provider", ""),
             get("tool_name") or (entity if kind == "tool" else ""),
@@ -176,7 +178,8 @@ class StepFields:
             unmapped,
         ))
 
-    def _usage(self, get, kind: str, model: str) -> tuple[tuple[int, ...], float | None, str]:
+    def _usage(self, get, kind: str, model: str,
+               start_ns: int | None) -> tuple[tuple[int, ...], float | None, str]:
         """(input, output, cache read, cache creation, reasoning, total), cost, cost source."""
         counts = {}
         for field in _TOKEN_FIELDS:
@@ -195,7 +198,7 @@ class StepFields:
         if cost is not None:
             return tokens, cost, "attribute"
         if counts and kind in _PRICED_KINDS and model:
-            priced = self.prices.cost(model, inp, out, read, write)
+            priced = self.prices.cost(model, inp, out, read, write, at_ns=start_ns)  # off-peak prices
             if priced is not None:
                 return tokens, priced, "price_table"
         return tokens, None, ""

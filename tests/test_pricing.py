@@ -82,7 +82,13 @@ def _flat_first_party_models():
                 yield provider, model, prices
 
 
-def test_default_costs_agree_with_genai_prices_own_calculation(table):
+# Today at 02:00 and 12:00 UTC: inside and outside the off-peak windows genai-prices holds.
+_TODAY = datetime.now(timezone.utc).replace(hour=0, minute=0, second=0, microsecond=0)
+_TIMES = (_TODAY.replace(hour=2), _TODAY.replace(hour=12, minute=10))
+
+
+@pytest.mark.parametrize("when", _TIMES, ids=["02:00", "12:10"])
+def test_default_costs_agree_with_genai_prices_own_calculation(table, when):
     from genai_prices import Usage
 
     checked = 0
@@ -90,11 +96,27 @@ def test_default_costs_agree_with_genai_prices_own_calculation(table):
         read = 3000 if getattr(prices, "cache_read_mtok", None) is not None else 0
         write = 2000 if getattr(prices, "cache_write_mtok", None) is not None else 0
         usage = Usage(input_tokens=10_000, output_tokens=700, cache_read_tokens=read, cache_write_tokens=write)
-        expected = float(model.calc_price(usage, provider).total_price)
+        expected = float(model.calc_price(usage, provider, genai_request_timestamp=when).total_price)
         name = model.id.lower()
-        assert table.cost(name, 10_000, 700, cache_read=read, cache_creation=write) == pytest.approx(expected), name
+        at_ns = int(when.timestamp()) * 10**9
+        assert table.cost(name, 10_000, 700, cache_read=read, cache_creation=write,
+                          at_ns=at_ns) == pytest.approx(expected), name
         checked += 1
     assert checked > 100
+
+
+def test_a_price_that_changes_with_the_time_of_day_follows_the_span_start():
+    # genai-prices holds deepseek-flash at twice its price 01:00-04:00 and 06:00-10:00 UTC.
+    peak, off_peak = (int(t.timestamp()) * 10**9 - 86_400 * 10**9 for t in _TIMES)  # yesterday
+    attributes = {"gen_ai.operation.name": "chat", "gen_ai.request.model": "deepseek-flash",
+                  "gen_ai.usage.input_tokens": 10_000, "gen_ai.usage.output_tokens": 700}
+    at_peak = map_one(attributes, start_time=peak)
+    at_off_peak = map_one(attributes, start_time=off_peak)
+    assert at_peak["cost_source"] == at_off_peak["cost_source"] == "price_table"
+    assert at_peak["cost_usd"] == pytest.approx(2 * at_off_peak["cost_usd"])
+    price = PriceTable.default().lookup("deepseek-flash")
+    assert len(price.by_time_of_day) == 96 and price.at(None) is price
+    assert PriceTable.default().lookup("gpt-4o").by_time_of_day == ()  # one price all day
 
 
 def test_override_file_merges_over_defaults(tmp_path):
